@@ -1,0 +1,95 @@
+// CPU batched matmul through OpenBLAS. A matrix whose last two dims are laid out
+// row-major (stride[-1] == 1) goes in as is; one laid out column-major (a transposed
+// view, stride[-2] == 1) goes in with CblasTrans: no copies either way. Only layouts
+// BLAS cannot express are made contiguous first.
+#include <cblas.h>
+
+#include "autograd/cpu/parallel.h"
+#include "autograd/kernels.h"
+
+namespace mtalab::cpu {
+namespace {
+
+struct MatLayout {
+  bool trans;
+  int64_t ld;
+};
+// nullopt-free: returns false when BLAS cannot take this layout directly.
+bool blas_layout(const Tensor& t, MatLayout& l) {
+  const int64_t r = t.size(-2), c = t.size(-1), sr = t.strides()[t.dim() - 2], sc = t.strides()[t.dim() - 1];
+  if ((sc == 1 || c == 1) && sr >= std::max<int64_t>(c, 1)) {
+    l = {false, std::max<int64_t>(sr, 1)};
+    return true;
+  }
+  if ((sr == 1 || r == 1) && sc >= std::max<int64_t>(r, 1)) {
+    l = {true, std::max<int64_t>(sc, 1)};
+    return true;
+  }
+  return false;
+}
+
+template <typename T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb,
+          T* c, int64_t ldc) {
+  const auto TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  else
+    cblas_dgemm(CblasRowMajor, TA, TB, M, N, K, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+}
+
+template <typename T>
+void matmul_typed(Tensor a, Tensor b, const Tensor& out) {
+  MatLayout la, lb;
+  if (!blas_layout(a, la)) {
+    a = a.contiguous();
+    blas_layout(a, la);
+  }
+  if (!blas_layout(b, lb)) {
+    b = b.contiguous();
+    blas_layout(b, lb);
+  }
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  const int64_t nd = out.dim();
+  Shape batch(out.shape().begin(), out.shape().end() - 2);
+  const int64_t nbatch = shape_numel(batch);
+  const T* ap = static_cast<const T*>(a.raw());
+  const T* bp = static_cast<const T*>(b.raw());
+  T* op = static_cast<T*>(out.raw());
+  auto offset = [&](const Tensor& t, int64_t i) {
+    int64_t off = 0;
+    for (int64_t d = nd - 3; d >= 0; --d) {
+      off += (i % batch[d]) * t.strides()[d];
+      i /= batch[d];
+    }
+    return off;
+  };
+  if (K == 0) {
+    for (int64_t i = 0; i < out.numel(); ++i) op[i] = 0;
+    return;
+  }
+  auto one = [&](int64_t i) {
+    gemm<T>(la.trans, lb.trans, M, N, K, ap + offset(a, i), la.ld, bp + offset(b, i), lb.ld, op + i * M * N, N);
+  };
+  // Many small matrices: one per thread, BLAS single-threaded inside the region (the
+  // OpenMP build of OpenBLAS runs serially when called from a parallel region). Few
+  // large ones: BLAS threads each call.
+  const bool per_thread = nbatch >= 2 && M * N * K < (int64_t)1 << 21;
+  if (per_thread) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < nbatch; ++i) one(i);
+  } else {
+    for (int64_t i = 0; i < nbatch; ++i) one(i);
+  }
+}
+
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+  MTALAB_DISPATCH_FLOAT(out.dtype(), "matmul", [&] { matmul_typed<scalar_t>(a, b, out); });
+}
+
+}  // namespace
+}  // namespace mtalab::cpu
+
+namespace mtalab {
+KernelTable<MatmulFn> matmul_kernel("matmul", cpu::matmul);
+}

@@ -1,0 +1,56 @@
+// OpenMP helpers for the CPU kernels. Work is split into fixed chunks and every output
+// element is computed by exactly one thread in a fixed order, so results are identical
+// whatever the thread count.
+#pragma once
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "autograd/tensor.h"
+
+namespace mtalab::cpu {
+
+// Calls f(begin, end) over [0, n) in chunks; runs inline when n < grain.
+template <typename F>
+void parallel_for(int64_t n, int64_t grain, const F& f) {
+  if (n <= 0) return;
+  if (n < grain || omp_get_max_threads() == 1 || omp_in_parallel()) {
+    f(0, n);
+    return;
+  }
+  const int64_t nt = omp_get_max_threads();
+  const int64_t chunks = std::min<int64_t>(nt * 4, (n + grain - 1) / grain);
+  const int64_t per = (n + chunks - 1) / chunks;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t b = c * per, e = std::min(n, b + per);
+    if (b < e) f(b, e);
+  }
+}
+
+// Maps a row index (over all dims but the last) to an element offset for a strided tensor.
+class StridedIndex {
+ public:
+  StridedIndex(const Shape& shape, const Shape& strides) : shape_(shape), strides_(strides) {
+    if (!shape_.empty()) {
+      shape_.pop_back();
+      strides_.pop_back();
+    }
+  }
+  int64_t row_offset(int64_t r) const {
+    int64_t off = 0;
+    for (int64_t d = (int64_t)shape_.size() - 1; d >= 0; --d) {
+      const int64_t s = shape_[d];
+      off += (r % s) * strides_[d];
+      r /= s;
+    }
+    return off;
+  }
+
+ private:
+  Shape shape_, strides_;
+};
+
+}  // namespace mtalab::cpu

@@ -1,0 +1,59 @@
+// Element types and devices: the two facts every tensor carries besides its shape.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace mtalab {
+
+enum class DType : uint8_t { f32, f64, i32, i64 };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+DType parse_dtype(const std::string& s);  // "float32"/"f32", "float64"/"f64", "int32", "int64"
+inline bool is_floating(DType t) { return t == DType::f32 || t == DType::f64; }
+
+enum class DeviceKind : uint8_t { cpu = 0, cuda = 1 };
+constexpr int kNumDeviceKinds = 2;
+
+struct Device {
+  DeviceKind kind = DeviceKind::cpu;
+  int index = 0;
+  Device() = default;
+  Device(DeviceKind k, int i = 0) : kind(k), index(i) {}
+  static Device parse(const std::string& s);  // "cpu", "cuda", "cuda:1"
+  std::string str() const;
+  bool is_cpu() const { return kind == DeviceKind::cpu; }
+  bool operator==(const Device& o) const { return kind == o.kind && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+};
+
+inline const Device kCPU{};
+
+}  // namespace mtalab
+
+// Runs BODY with `scalar_t` bound to float or double, by dtype; throws for other dtypes.
+#define MTALAB_DISPATCH_FLOAT(DTYPE, OPNAME, ...)                                   \
+  [&] {                                                                             \
+    switch (DTYPE) {                                                                \
+      case ::mtalab::DType::f32: { using scalar_t = float; return __VA_ARGS__(); }  \
+      case ::mtalab::DType::f64: { using scalar_t = double; return __VA_ARGS__(); } \
+      default:                                                                      \
+        throw std::invalid_argument(std::string(OPNAME) + ": expected a float32 or " \
+                                    "float64 tensor, got " +                        \
+                                    ::mtalab::dtype_name(DTYPE));                   \
+    }                                                                               \
+  }()
+
+// Runs BODY with `index_t` bound to int32_t or int64_t.
+#define MTALAB_DISPATCH_INDEX(DTYPE, OPNAME, ...)                                    \
+  [&] {                                                                              \
+    switch (DTYPE) {                                                                 \
+      case ::mtalab::DType::i32: { using index_t = int32_t; return __VA_ARGS__(); }  \
+      case ::mtalab::DType::i64: { using index_t = int64_t; return __VA_ARGS__(); }  \
+      default:                                                                       \
+        throw std::invalid_argument(std::string(OPNAME) + ": expected an int32 or "  \
+                                    "int64 index tensor, got " +                     \
+                                    ::mtalab::dtype_name(DTYPE));                    \
+    }                                                                                \
+  }()

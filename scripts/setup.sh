@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, only the Debian packages mtalab needs that are missing.
+# Usage: scripts/setup.sh [--with-torch]   (torch is only needed by the benchmarks)
+set -euo pipefail
+pkgs=(cmake g++ make git libhdf5-dev hdf5-tools libboost-program-options-dev doctest-dev
+      libopenblas-openmp-dev bible-kjv)
+if [[ "${1:-}" == "--with-torch" ]]; then pkgs+=(python3-torch python3-h5py); fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
