@@ -60,6 +60,15 @@ using CrossEntropyFn = void (*)(const Tensor& logits, const Tensor& target, cons
 using CrossEntropyBwdFn = void (*)(const Tensor& logits, const Tensor& target, const Tensor& lse,
                                    const Tensor& scale, const Tensor& glogits);
 
+// One AdamW step on a parameter, in place (Loshchilov & Hutter 2019, decoupled decay):
+//   p ← p − lr·wd·p;  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
+//   p ← p − lr · (m / c1) / (sqrt(v / c2) + eps)   with c1 = 1−β1ᵗ, c2 = 1−β2ᵗ.
+struct AdamWArgs {
+  double lr, beta1, beta2, eps, weight_decay, c1, c2;
+};
+using AdamWFn = void (*)(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, AdamWArgs a);
+
+extern KernelTable<AdamWFn> adamw_kernel;
 extern KernelTable<CopyFn> copy_kernel;
 extern KernelTable<FillFn> fill_kernel;
 extern KernelTable<UnaryFn> unary_kernel;

@@ -1,0 +1,136 @@
+#include "experiments/config.h"
+
+#include "autograd/errors.h"
+#include "layers/attention.h"
+
+namespace mtalab {
+
+const std::vector<OptionSpec>& train_option_specs() {
+  using S = OptionSpec;
+  static const std::vector<OptionSpec> specs = {
+      // the model
+      S::String("model.attention", "softmax", "attention variant (see `mtalab variants`)"),
+      S::Int("model.d_model", 128, "model width", 2, 1 << 16),
+      S::Int("model.n_layers", 4, "number of blocks", 1, 1024),
+      S::Int("model.n_heads", 2, "attention heads", 1, 4096),
+      S::Int("model.ffn_hidden", 0, "SwiGLU hidden size (0: 8d/3 rounded up to a multiple of 64)", 0, 1 << 20),
+      S::Float("model.norm_eps", 1e-5, "RMSNorm epsilon", 0, 1),
+      S::Float("model.rope_theta", 10000, "RoPE base", 1, 1e9),
+      S::Float("model.dropout", 0.0, "dropout on attention probabilities and FFN outputs", 0, 0.99),
+      S::Float("model.init_std", 0.0, "std of truncated-normal init (0: d_model^-0.5)", 0, 10),
+      S::Bool("model.tie_embeddings", true, "output projection shares the token embedding"),
+      S::String("model.dtype", "float32", "parameter and activation dtype", {"float32", "float64"}),
+      // the data
+      S::String("data.task", "find_block", "what to learn: the paper's find-the-block task, or byte-level text",
+                {"find_block", "text"}),
+      S::String("data.path", "data/corpora/kjv.txt", "text file for data.task=text (setup.sh prepares the KJV Bible)"),
+      S::String("data.val_path", "", "separate validation text (default: the last data.val_fraction of data.path)"),
+      S::Float("data.val_fraction", 0.1, "share of data.path held out for validation", 0.0, 0.9),
+      S::Int("data.seq_len", 256, "tokens per training window (data.task=text)", 1, 1 << 16),
+      S::Bool("data.shuffle", true, "visit training windows in a seeded shuffled order (false: file order)"),
+      S::Int("task.block_len", 5, "find_block: letters per block (N)", 1, 25),
+      S::Int("task.query_len", 2, "find_block: query letters (L)", 1, 25),
+      S::Int("task.total_len", 64, "find_block: bytes per example, answer included", 4, 1 << 16),
+      S::String("task.answer", "all", "find_block: answer the whole target block, its first or last letter",
+                {"all", "first", "last"}),
+      S::Int("task.n_test", 512, "find_block: held-out test examples", 1, 1 << 24),
+      // training
+      S::Int("train.steps", 1000, "optimizer steps", 1, 1LL << 40),
+      S::Int("train.batch_size", 32, "sequences per micro-batch", 1, 1 << 20),
+      S::Int("train.grad_accum", 1, "micro-batches per optimizer step", 1, 1 << 16),
+      S::String("train.optimizer", "adamw", "optimizer", {"adamw", "sgd"}),
+      S::Float("train.lr", 1e-3, "peak learning rate", 0, 100),
+      S::Float("train.min_lr", 0.0, "learning rate at the last step (linear, cosine)", 0, 100),
+      S::Int("train.warmup", 0, "linear warmup steps", 0, 1LL << 40),
+      S::String("train.schedule", "constant", "learning-rate schedule", {"constant", "linear", "cosine"}),
+      S::Float("train.beta1", 0.9, "AdamW beta1", 0, 0.999999),
+      S::Float("train.beta2", 0.999, "AdamW beta2", 0, 0.999999),
+      S::Float("train.eps", 1e-8, "AdamW epsilon", 0, 1),
+      S::Float("train.weight_decay", 0.0, "decoupled weight decay on 2-D weight matrices", 0, 10),
+      S::Float("train.momentum", 0.0, "SGD momentum", 0, 0.999999),
+      S::Float("train.grad_clip", 1.0, "clip the global gradient norm to this (0: off)", 0, 1e9),
+      S::Int("train.eval_every", 250, "evaluate every N steps (and at the end)", 1, 1LL << 40),
+      S::Int("train.eval_max_batches", 0, "cap on evaluation batches (0: the whole split)", 0, 1LL << 40),
+      S::Int("train.eval_batch_size", 64, "sequences per evaluation batch", 1, 1 << 20),
+      S::Int("train.log_every", 10, "progress line and /train row every N steps", 1, 1LL << 40),
+      S::Int("train.checkpoint_every", 0, "also checkpoint every N steps (0: at evaluations and the end)", 0, 1LL << 40),
+      S::Int("train.seed", 0, "seed for initialisation, data order and dropout", 0, 1LL << 62),
+      S::Int("train.threads", 0, "CPU threads (0: OMP_NUM_THREADS or all cores)", 0, 4096),
+      // where
+      S::String("run.out", "runs/default", "run directory: run.h5 (log) and checkpoint.h5"),
+  };
+  return specs;
+}
+
+TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
+  TrainConfig c;
+  ModelConfig& m = c.model;
+  m.attention = v.get_string("model.attention");
+  m.attention_options = a;
+  m.d_model = v.get_int("model.d_model");
+  m.n_layers = v.get_int("model.n_layers");
+  m.n_heads = v.get_int("model.n_heads");
+  m.ffn_hidden = v.get_int("model.ffn_hidden");
+  m.norm_eps = v.get_float("model.norm_eps");
+  m.rope_theta = v.get_float("model.rope_theta");
+  m.dropout = v.get_float("model.dropout");
+  m.init_std = v.get_float("model.init_std");
+  m.tie_embeddings = v.get_bool("model.tie_embeddings");
+  m.dtype = parse_dtype(v.get_string("model.dtype"));
+  c.task = v.get_string("data.task");
+  c.data_path = v.get_string("data.path");
+  c.val_path = v.get_string("data.val_path");
+  c.val_fraction = v.get_float("data.val_fraction");
+  c.seq_len = v.get_int("data.seq_len");
+  c.shuffle = v.get_bool("data.shuffle");
+  c.find_block.block_len = (int)v.get_int("task.block_len");
+  c.find_block.query_len = (int)v.get_int("task.query_len");
+  c.find_block.total_len = (int)v.get_int("task.total_len");
+  c.find_block.answer = parse_find_block_answer(v.get_string("task.answer"));
+  c.find_block.n_test = v.get_int("task.n_test");
+  c.steps = v.get_int("train.steps");
+  c.batch_size = v.get_int("train.batch_size");
+  c.grad_accum = v.get_int("train.grad_accum");
+  c.optimizer.name = v.get_string("train.optimizer");
+  c.optimizer.beta1 = v.get_float("train.beta1");
+  c.optimizer.beta2 = v.get_float("train.beta2");
+  c.optimizer.eps = v.get_float("train.eps");
+  c.optimizer.weight_decay = v.get_float("train.weight_decay");
+  c.optimizer.momentum = v.get_float("train.momentum");
+  c.schedule.kind = v.get_string("train.schedule");
+  c.schedule.lr = v.get_float("train.lr");
+  c.schedule.min_lr = v.get_float("train.min_lr");
+  c.schedule.warmup = v.get_int("train.warmup");
+  c.schedule.total = c.steps;
+  c.grad_clip = v.get_float("train.grad_clip");
+  c.eval_every = v.get_int("train.eval_every");
+  c.eval_max_batches = v.get_int("train.eval_max_batches");
+  c.eval_batch_size = v.get_int("train.eval_batch_size");
+  c.log_every = v.get_int("train.log_every");
+  c.checkpoint_every = v.get_int("train.checkpoint_every");
+  c.seed = (uint64_t)v.get_int("train.seed");
+  c.threads = (int)v.get_int("train.threads");
+  c.out_dir = v.get_string("run.out");
+  m.seed = c.seed;
+
+  if (m.d_model % m.n_heads)
+    throw InputError("option --model.d_model=" + std::to_string(m.d_model) + " is not divisible by --model.n_heads=" +
+                     std::to_string(m.n_heads));
+  if ((m.d_model / m.n_heads) % 2)
+    throw InputError("options --model.d_model / --model.n_heads give an odd head dim " +
+                     std::to_string(m.d_model / m.n_heads) + "; RoPE needs an even one");
+  if (c.schedule.min_lr > c.schedule.lr)
+    throw InputError("option --train.min_lr=" + std::to_string(c.schedule.min_lr) + " exceeds --train.lr=" +
+                     std::to_string(c.schedule.lr));
+  if (c.schedule.warmup >= c.steps && c.schedule.warmup > 0)
+    throw InputError("option --train.warmup=" + std::to_string(c.schedule.warmup) + " must be below --train.steps=" +
+                     std::to_string(c.steps));
+  if (c.find_block.query_len > c.find_block.block_len && c.task == "find_block")
+    throw InputError("option --task.query_len=" + std::to_string(c.find_block.query_len) +
+                     " exceeds --task.block_len=" + std::to_string(c.find_block.block_len));
+  m.max_seq_len = c.task == "text" ? c.seq_len : c.find_block.total_len - 1;
+  AttentionRegistry::get(m.attention);  // an unknown variant fails here, before any file is touched
+  return c;
+}
+
+}  // namespace mtalab

@@ -1,0 +1,96 @@
+// Pluggable attention variants.
+//
+// A variant is one file under layers/ holding a class derived from Attention and one
+// registration line:
+//
+//   MTALAB_REGISTER_ATTENTION(my_attention, "one-line help",
+//       {OptionSpec::Float("temperature", 1.0, "divides the scores", 1e-3, 1e3)},
+//       [](const AttentionConfig& c, const OptionValues& o) {
+//         return std::make_shared<MyAttention>(c, o.get_float("temperature"));
+//       });
+//
+// Its options appear on the command line and in config files as `--my_attention.temperature`,
+// in `mtalab variants`, and in every run log, with no edit anywhere else
+// (see layers/attention_example.cpp, which the tests build and run).
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "layers/module.h"
+#include "layers/options.h"
+#include "layers/rope.h"
+
+namespace mtalab {
+
+struct AttentionConfig {
+  int64_t d_model = 128;
+  int64_t n_heads = 2;
+  int layer = 0;  // 0-based
+  int n_layers = 1;
+  double dropout = 0.0;  // on attention probabilities
+  double init_std = 0.0; // 0: d_model^-0.5
+  DType dtype = DType::f32;
+  uint64_t seed = 0;     // parameter initialisation stream for this layer
+  int64_t head_dim() const { return d_model / n_heads; }
+};
+
+// λ_init = 0.8 − 0.6·exp(−0.3·l), l the 0-based layer (Diff Transformer, Ye et al. 2024);
+// MTA's depth scaling multiplies group-normed outputs by (1 − λ_init).
+double lambda_init(int layer);
+
+class Attention : public Module {
+ public:
+  explicit Attention(const AttentionConfig& c);
+  // x [B, T, d] (already normalised) → [B, T, d].
+  virtual Tensor forward(const Tensor& x, const Rope& rope, Generator& dropout_gen) = 0;
+  // Names (relative to this module) of the learned kernels worth snapshotting in logs.
+  virtual std::vector<std::string> kernel_names() const { return {}; }
+
+  // When set, forward keeps its final attention probabilities [B, H, T, T] here.
+  bool record_maps = false;
+  Tensor last_maps;
+
+ protected:
+  const AttentionConfig cfg_;
+  Generator init_gen_;
+  Tensor wq_, wk_, wv_, wo_;  // [d, d] each, stored [out, in], no bias
+  Tensor init_weight(const Shape& s);
+  // [B, T, d] → [B, heads, T, d/heads] (a strided view; matmul takes it without copies).
+  static Tensor split_heads(const Tensor& x, int64_t heads);
+  static Tensor merge_heads(const Tensor& x);  // inverse of split_heads
+  // q, k, v projections with RoPE on q and k, heads split: each [B, H, T, Dh].
+  void project_qkv(const Tensor& x, const Rope& rope, Tensor& q, Tensor& k, Tensor& v);
+  Tensor output(const Tensor& heads);  // merge heads, then wo
+  Tensor attn_dropout(const Tensor& p, Generator& g);
+  void keep_maps(const Tensor& p);
+};
+
+using AttentionFactory = std::function<std::shared_ptr<Attention>(const AttentionConfig&, const OptionValues&)>;
+
+struct AttentionVariant {
+  std::string name;
+  std::string help;
+  std::vector<OptionSpec> options;
+  AttentionFactory make;
+};
+
+class AttentionRegistry {
+ public:
+  static bool add(AttentionVariant v);
+  static const AttentionVariant& get(const std::string& name);  // InputError listing known names
+  static std::vector<const AttentionVariant*> list();           // sorted by name
+  // Fresh option values (defaults) for a variant, prefixed with its name.
+  static OptionValues options_for(const std::string& name);
+};
+
+// Human-readable listing of every variant with its options and defaults.
+std::string describe_attention_variants();
+
+}  // namespace mtalab
+
+#define MTALAB_REGISTER_ATTENTION(NAME, HELP, OPTIONS, FACTORY)              \
+  static const bool mtalab_attention_registered_##NAME =                     \
+      ::mtalab::AttentionRegistry::add({#NAME, HELP, OPTIONS, FACTORY})

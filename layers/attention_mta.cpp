@@ -1,0 +1,196 @@
+// `mta`: Multi-Token Attention (Golovneva, Wang, Weston, Sukhbaatar 2025, arXiv 2504.00927),
+// and `talking_heads` (Shazeer et al. 2020), which is MTA's head mixing alone.
+//
+// One layer, in order (the paper's §3 and its reference code):
+//   S = QKᵀ/√Dh → [kq-conv pre] → [head-mix pre] → Mask_−∞ + softmax
+//     → [kq-conv post (+ Mask_0)] → [head-mix post] → dropout → ·V
+//     → [group norm (+ depth scaling)] → [gate] → merge heads → W_o
+// kq_conv and head_mix (layers/attention_ops.h) are causal: they read only entries
+// j ≤ i and write 0 at j > i, which is Mask_0 before the convolution (§3.1, eq. 4) and
+// Mask_0 after a post-softmax convolution (eq. 5); causal_softmax applies Mask_−∞.
+#include <cmath>
+#include <sstream>
+
+#include "autograd/errors.h"
+#include "layers/attention.h"
+#include "layers/attention_ops.h"
+
+namespace mtalab {
+namespace {
+
+struct MtaOptions {
+  bool kq_pre = true, kq_post = false;
+  int64_t cq = 2, ck = 9, cq_post = 2, ck_post = 9;
+  KqPad pad = KqPad::both;
+  std::string kq_layers = "all";
+  bool mix_pre = false, mix_post = false;
+  int64_t ch = 0;  // 0: all heads
+  bool group_norm = false, depth_scale = false, gate = false;
+  std::string init = "identity";
+};
+
+// "all", "none", "every:K" (the K-th, 2K-th, … layers counting from 1, i.e. 0-based
+// l with (l+1) % K == 0), or a comma list of 0-based layers such as "2,6,10".
+bool layer_selected(const std::string& spec, int layer, int n_layers, const std::string& opt) {
+  if (spec == "all") return true;
+  if (spec == "none") return false;
+  if (spec.rfind("every:", 0) == 0) {
+    int k = 0;
+    try {
+      k = std::stoi(spec.substr(6));
+    } catch (...) {
+    }
+    if (k < 1) throw InputError("option --" + opt + ": '" + spec + "' needs a positive K in every:K");
+    return (layer + 1) % k == 0;
+  }
+  std::stringstream ss(spec);
+  std::string item;
+  bool hit = false;
+  while (std::getline(ss, item, ',')) {
+    size_t pos = 0;
+    int l = -1;
+    try {
+      l = std::stoi(item, &pos);
+    } catch (...) {
+    }
+    if (l < 0 || pos != item.size() || l >= n_layers)
+      throw InputError("option --" + opt + ": '" + item + "' is not a layer index in [0, " +
+                       std::to_string(n_layers) + ") (expected all, none, every:K or a list like 0,2)");
+    hit |= l == layer;
+  }
+  return hit;
+}
+
+class MtaAttention final : public Attention {
+ public:
+  MtaAttention(const AttentionConfig& c, const MtaOptions& o, const std::string& prefix) : Attention(c), o_(o) {
+    const int64_t H = c.n_heads;
+    const int64_t ch = o.ch == 0 ? H : o.ch;
+    if (H % ch)
+      throw InputError("option --" + prefix + ".ch=" + std::to_string(o.ch) + " does not divide n_heads=" +
+                       std::to_string(H));
+    if (o.pad == KqPad::both && ((o.kq_pre && o.ck % 2 == 0) || (o.kq_post && o.ck_post % 2 == 0)))
+      throw InputError("option --" + prefix + ".pad=both needs an odd key kernel size, got --" + prefix +
+                       (o.kq_pre && o.ck % 2 == 0 ? ".ck=" + std::to_string(o.ck)
+                                                  : ".ck_post=" + std::to_string(o.ck_post)));
+    const bool kq_here = layer_selected(o.kq_layers, c.layer, c.n_layers, prefix + ".kq_layers");
+    const TensorOptions opts{c.dtype};
+    if (kq_here && o.kq_pre) kq_pre_ = register_parameter("kq_kernel", init_kernel(kq_identity_kernel(H, o.cq, o.ck, o.pad, opts)));
+    if (kq_here && o.kq_post)
+      kq_post_ = register_parameter("kq_kernel_post", init_kernel(kq_identity_kernel(H, o.cq_post, o.ck_post, o.pad, opts)));
+    if (o.mix_pre) mix_pre_ = register_parameter("head_kernel_pre", init_kernel(head_mix_identity(H, ch, opts)));
+    if (o.mix_post) mix_post_ = register_parameter("head_kernel_post", init_kernel(head_mix_identity(H, ch, opts)));
+    if (o.group_norm) subln_ = register_parameter("subln.weight", ones({c.head_dim()}, opts));
+    if (o.gate) {
+      // w = 0, b = 0: every token starts with the same gate σ(0) = ½, and learns its own.
+      gate_w_ = register_parameter("gate.weight", zeros({c.head_dim()}, opts));
+      gate_b_ = register_parameter("gate.bias", zeros({1}, opts));
+    }
+    scale_ = o.depth_scale ? 1.0 - lambda_init(c.layer) : 1.0;
+  }
+
+  Tensor forward(const Tensor& x, const Rope& rope, Generator& g) override {
+    Tensor q, k, v;
+    project_qkv(x, rope, q, k, v);
+    Tensor s = mul(matmul(q, transpose(k, -1, -2)), 1.0 / std::sqrt((double)cfg_.head_dim()));
+    if (kq_pre_.defined()) s = kq_conv(s, kq_pre_, o_.pad);
+    if (mix_pre_.defined()) s = head_mix(s, mix_pre_);
+    Tensor p = causal_softmax(s);
+    if (kq_post_.defined()) p = kq_conv(p, kq_post_, o_.pad);
+    if (mix_post_.defined()) p = head_mix(p, mix_post_);
+    keep_maps(p);
+    Tensor o = matmul(attn_dropout(p, g), v);  // [B, H, T, Dh]
+    if (subln_.defined()) {
+      o = rms_norm(o, subln_, 1e-5);
+      if (scale_ != 1.0) o = mul(o, scale_);
+    }
+    if (gate_w_.defined()) o = mul(o, sigmoid(add(sum(mul(o, gate_w_), {-1}, true), gate_b_)));
+    return output(o);
+  }
+
+  std::vector<std::string> kernel_names() const override {
+    std::vector<std::string> r;
+    for (auto& [n, t] : named_parameters())
+      if (n.find("kernel") != std::string::npos) r.push_back(n);
+    return r;
+  }
+
+ private:
+  // identity: the kernels start as the identity map, so the layer starts as softmax
+  // attention. constant: every entry 1/size (a mean filter). uniform: U(±1/√size).
+  Tensor init_kernel(const Tensor& identity) {
+    if (o_.init == "identity") return identity;
+    const int64_t per = identity.numel() / identity.size(0);
+    if (o_.init == "constant") return full(identity.shape(), 1.0 / (double)per, identity.options());
+    const double a = 1.0 / std::sqrt((double)per);
+    return uniform(identity.shape(), -a, a, init_gen_, identity.options());
+  }
+
+  MtaOptions o_;
+  Tensor kq_pre_, kq_post_, mix_pre_, mix_post_, subln_, gate_w_, gate_b_;
+  double scale_ = 1.0;
+};
+
+MtaOptions read_mta(const OptionValues& v) {
+  MtaOptions o;
+  o.kq_pre = v.get_bool("kq_pre");
+  o.kq_post = v.get_bool("kq_post");
+  o.cq = v.get_int("cq");
+  o.ck = v.get_int("ck");
+  o.cq_post = v.get_int("cq_post");
+  o.ck_post = v.get_int("ck_post");
+  o.pad = parse_kq_pad(v.get_string("pad"));
+  o.kq_layers = v.get_string("kq_layers");
+  o.mix_pre = v.get_bool("head_mix_pre");
+  o.mix_post = v.get_bool("head_mix_post");
+  o.ch = v.get_int("ch");
+  o.group_norm = v.get_bool("group_norm");
+  o.depth_scale = v.get_bool("depth_scale");
+  o.gate = v.get_bool("gate");
+  o.init = v.get_string("init");
+  if (o.depth_scale && !o.group_norm)
+    throw InputError("option --mta.depth_scale=true needs --mta.group_norm=true (it scales the group-normed output)");
+  return o;
+}
+
+}  // namespace
+
+// Defaults: the paper's language-model setting (§4.2): 6×11 kq-conv before and after
+// softmax in every 4th layer, head mixing before and after softmax over all heads in
+// every layer, group norm with scalar gating. The toy setting (§4.1) is
+// --mta.kq_layers=all --mta.cq=2 --mta.ck=9 --mta.head_mix_pre=false --mta.head_mix_post=false
+// --mta.group_norm=false --mta.gate=false.
+MTALAB_REGISTER_ATTENTION(
+    mta, "Multi-Token Attention: key-query convolution, head mixing, group norm (arXiv 2504.00927)",
+    (std::vector<OptionSpec>{
+        OptionSpec::Bool("kq_pre", true, "key-query convolution on scores, before softmax"),
+        OptionSpec::Bool("kq_post", true, "key-query convolution on probabilities, after softmax"),
+        OptionSpec::Int("cq", 6, "pre-softmax kernel size over queries (looks back cq-1 queries)", 1, 256),
+        OptionSpec::Int("ck", 11, "pre-softmax kernel size over keys", 1, 1025),
+        OptionSpec::Int("cq_post", 6, "post-softmax kernel size over queries", 1, 256),
+        OptionSpec::Int("ck_post", 11, "post-softmax kernel size over keys", 1, 1025),
+        OptionSpec::String("pad", "both", "key padding: both sides, left (past keys) or right", {"both", "left", "right"}),
+        OptionSpec::String("kq_layers", "every:4",
+                           "layers with kq-conv: all, none, every:K (K-th, 2K-th, ... counting from 1) or 0-based list 2,6,10"),
+        OptionSpec::Bool("head_mix_pre", true, "mix heads' scores before softmax"),
+        OptionSpec::Bool("head_mix_post", true, "mix heads' probabilities after softmax"),
+        OptionSpec::Int("ch", 0, "heads per mixing group (0: all heads)", 0, 4096),
+        OptionSpec::Bool("group_norm", true, "RMS-normalise each head's output"),
+        OptionSpec::Bool("depth_scale", false, "scale group-normed output by 1 - lambda_init(layer)"),
+        OptionSpec::Bool("gate", true, "scalar gate sigmoid(w.o + b) on each head's output"),
+        OptionSpec::String("init", "identity", "kernel initialisation", {"identity", "constant", "uniform"}),
+    }),
+    [](const AttentionConfig& c, const OptionValues& v) {
+      return std::make_shared<MtaAttention>(c, read_mta(v), "mta");
+    });
+
+MTALAB_REGISTER_ATTENTION(talking_heads, "talking-heads attention: head mixing over all heads before and after softmax",
+                          {}, [](const AttentionConfig& c, const OptionValues&) {
+                            MtaOptions o;
+                            o.kq_pre = o.kq_post = false;
+                            o.mix_pre = o.mix_post = true;
+                            o.ch = 0;
+                            return std::make_shared<MtaAttention>(c, o, "talking_heads");
+                          });
+
+}  // namespace mtalab

@@ -1,0 +1,29 @@
+// `softmax`: standard causal multi-head attention, the baseline (Vaswani et al. 2017).
+#include <cmath>
+
+#include "layers/attention.h"
+
+namespace mtalab {
+namespace {
+
+class SoftmaxAttention final : public Attention {
+ public:
+  using Attention::Attention;
+  Tensor forward(const Tensor& x, const Rope& rope, Generator& g) override {
+    Tensor q, k, v;
+    project_qkv(x, rope, q, k, v);
+    Tensor s = mul(matmul(q, transpose(k, -1, -2)), 1.0 / std::sqrt((double)cfg_.head_dim()));
+    Tensor p = causal_softmax(s);
+    keep_maps(p);
+    return output(matmul(attn_dropout(p, g), v));
+  }
+};
+
+}  // namespace
+
+MTALAB_REGISTER_ATTENTION(softmax, "standard causal multi-head softmax attention (the baseline)", {},
+                          [](const AttentionConfig& c, const OptionValues&) {
+                            return std::make_shared<SoftmaxAttention>(c);
+                          });
+
+}  // namespace mtalab

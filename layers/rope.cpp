@@ -1,0 +1,36 @@
+#include "layers/rope.h"
+
+#include <cmath>
+
+namespace mtalab {
+
+Rope::Rope(int64_t head_dim, int64_t max_len, double theta, DType dtype) : head_dim_(head_dim), max_len_(max_len) {
+  if (head_dim % 2) throw std::invalid_argument("rope: head_dim must be even, got " + std::to_string(head_dim));
+  const int64_t half = head_dim / 2;
+  std::vector<double> c(max_len * half), s(max_len * half);
+  for (int64_t t = 0; t < max_len; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const double ang = (double)t * std::pow(theta, -2.0 * (double)i / (double)head_dim);
+      c[t * half + i] = std::cos(ang);
+      s[t * half + i] = std::sin(ang);
+    }
+  cos_ = from_vector(c, {max_len, half, 1}, {dtype});
+  sin_ = from_vector(s, {max_len, half, 1}, {dtype});
+}
+
+Tensor Rope::apply(const Tensor& x) const {
+  const int64_t T = x.size(-2), D = x.size(-1);
+  if (D != head_dim_ || T > max_len_)
+    throw std::invalid_argument("rope: input " + shape_str(x.shape()) + " needs head_dim " + std::to_string(head_dim_) +
+                                " and at most " + std::to_string(max_len_) + " positions");
+  Shape pairs = x.shape();
+  pairs.back() = D / 2;
+  pairs.push_back(2);
+  Tensor xp = reshape(x, pairs);  // [..., T, Dh/2, 2]
+  Tensor x0 = slice(xp, -1, 0, 1), x1 = slice(xp, -1, 1, 2);
+  Tensor c = slice(cos_, 0, 0, T), s = slice(sin_, 0, 0, T);
+  Tensor y = concat({sub(mul(x0, c), mul(x1, s)), add(mul(x0, s), mul(x1, c))}, -1);
+  return reshape(y, x.shape());
+}
+
+}  // namespace mtalab
