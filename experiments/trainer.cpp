@@ -254,6 +254,7 @@ RunSummary train(const RunRequest& req) {
     }
     if (eval_now) evaluate(step);
     if (eval_now || (c.checkpoint_every > 0 && step % c.checkpoint_every == 0)) save(step);
+    if (req.stop_after > 0 && step >= req.stop_after && step < c.steps) g_stop_signal = SIGINT;
     if (g_stop_signal) {
       log.flush();
       save(step);

@@ -15,6 +15,7 @@ struct RunRequest {
   bool resume = false;                         // continue from <out>/checkpoint.h5
   std::string init_from;                       // load parameters only from this checkpoint
   bool quiet = false;                          // no progress lines
+  int64_t stop_after = 0;                      // stop cleanly after this step, as SIGINT would (0: never)
 };
 
 struct RunSummary {

@@ -2,6 +2,8 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <malloc.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -12,6 +14,15 @@ namespace mtalab {
 
 namespace {
 void* cpu_alloc(size_t n, int) {
+  // Keep freed activation buffers in the heap instead of returning them to the kernel
+  // with munmap: every training step reallocates the same sizes, and fresh pages cost a
+  // page fault and a zeroing each.
+  static const bool tuned = [] {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    return true;
+  }();
+  (void)tuned;
   // 64-byte alignment for vector loads; size rounded up as aligned_alloc requires.
   void* p = std::aligned_alloc(64, (n + 63) / 64 * 64);
   if (!p) throw std::bad_alloc();
@@ -48,9 +59,10 @@ static void copy_typed(const Tensor& src, const Tensor& dst) {
     });
     return;
   }
-  StridedIndex si(src.shape(), src.strides()), di(dst.shape(), dst.strides());
-  const int64_t inner = src.dim() ? src.shape().back() : 1;
-  const int64_t ss = src.dim() ? src.strides().back() : 0, ds = dst.dim() ? dst.strides().back() : 0;
+  const Coalesced it = coalesce(src.shape(), {src.strides(), dst.strides()});
+  StridedIndex si(it.shape, it.strides[0]), di(it.shape, it.strides[1]);
+  const int64_t inner = it.shape.back();
+  const int64_t ss = it.strides[0].back(), ds = it.strides[1].back();
   const int64_t rows = inner ? n / inner : 0;
   parallel_for(rows, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {

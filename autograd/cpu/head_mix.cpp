@@ -1,0 +1,188 @@
+// CPU kernels of head mixing (Multi-Token Attention): within each group of c_h
+// consecutive heads, every output map is a weighted sum of the group's input maps.
+//
+// Only the causal entries k <= q are computed: in the model the inputs above the
+// diagonal are masked anyway (zeros from kq_conv / causal_softmax, or scores that the
+// following causal_softmax ignores), so the outputs there are written as 0 and no
+// gradient flows to them. No mask tensor is ever built.
+//
+// Work units are (batch, group, block of kRowBlock rows); every output row has one
+// writer, and the mix gradient is reduced per unit into a double partial, the partials
+// of a group added in unit order, so results never depend on the thread count.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "autograd/cpu/parallel.h"
+#include "autograd/kernels_attention.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MTALAB_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MTALAB_ISA_CLONES
+#endif
+#define MTALAB_ALWAYS_INLINE inline __attribute__((always_inline))
+
+namespace mtalab::cpu {
+namespace {
+
+constexpr int64_t kRowBlock = 16;
+
+// dst[0, len) = sum_i w[i * wstride] * src[i][0, len), for the c_h maps of one group.
+// src rows are `map` elements apart (one map per head).
+template <typename T>
+MTALAB_ALWAYS_INLINE void mix_row(const T* __restrict src, int64_t map, const T* w, int64_t wstride, int64_t ch,
+                                  T* __restrict dst, int64_t len) {
+  const T w0 = w[0];
+  for (int64_t k = 0; k < len; ++k) dst[k] = w0 * src[k];
+  for (int64_t i = 1; i < ch; ++i) {
+    const T wi = w[i * wstride];
+    const T* s = src + i * map;
+    for (int64_t k = 0; k < len; ++k) dst[k] += wi * s[k];
+  }
+}
+
+// sum_{k < len} a[k] * b[k], with four independent vector accumulators (fixed order).
+template <typename T>
+MTALAB_ALWAYS_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t len) {
+  typedef T V __attribute__((vector_size(32)));
+  constexpr int L = 32 / sizeof(T), U = 4;
+  V A[U];
+#pragma GCC unroll 4
+  for (int u = 0; u < U; ++u) A[u] = V{};
+  int64_t k = 0;
+  for (; k + U * L <= len; k += U * L)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) {
+      V va, vb;
+      std::memcpy(&va, a + k + u * L, sizeof(V));
+      std::memcpy(&vb, b + k + u * L, sizeof(V));
+      A[u] += va * vb;
+    }
+  T tail = 0;
+  for (; k < len; ++k) tail += a[k] * b[k];
+  T lanes[U * L];
+  std::memcpy(lanes, A, sizeof(lanes));
+  T sum = 0;
+  for (int q = 0; q < U * L; ++q) sum += lanes[q];
+  return sum + tail;
+}
+
+// Rows [q0, q1) of one group: x and out point at the group's first map.
+template <typename T>
+MTALAB_ALWAYS_INLINE void fwd_rows_impl(const T* x, const T* M, T* out, int64_t n, int64_t ch, int64_t q0,
+                                        int64_t q1) {
+  const int64_t map = n * n;
+  for (int64_t q = q0; q < q1; ++q)
+    for (int64_t j = 0; j < ch; ++j) {
+      T* o = out + j * map + q * n;
+      mix_row(x + q * n, map, M + j, ch, ch, o, q + 1);  // out_j = sum_i M[i,j] x_i
+      for (int64_t k = q + 1; k < n; ++k) o[k] = 0;
+    }
+}
+
+template <typename T>
+MTALAB_ALWAYS_INLINE void bwd_rows_impl(const T* x, const T* M, const T* go, T* gx, double* acc, int64_t n,
+                                        int64_t ch, int64_t q0, int64_t q1) {
+  const int64_t map = n * n;
+  for (int64_t q = q0; q < q1; ++q) {
+    if (gx)
+      for (int64_t i = 0; i < ch; ++i) {
+        T* o = gx + i * map + q * n;
+        mix_row(go + q * n, map, M + i * ch, 1, ch, o, q + 1);  // gx_i = sum_j M[i,j] gout_j
+        for (int64_t k = q + 1; k < n; ++k) o[k] = 0;
+      }
+    if (acc)
+      for (int64_t i = 0; i < ch; ++i)
+        for (int64_t j = 0; j < ch; ++j)  // gM[i,j] += <x_i, gout_j> over k <= q
+          acc[i * ch + j] += dot(x + i * map + q * n, go + j * map + q * n, q + 1);
+  }
+}
+
+MTALAB_ISA_CLONES void fwd_rows(const float* x, const float* M, float* out, int64_t n, int64_t ch, int64_t q0,
+                                int64_t q1) {
+  fwd_rows_impl(x, M, out, n, ch, q0, q1);
+}
+MTALAB_ISA_CLONES void fwd_rows(const double* x, const double* M, double* out, int64_t n, int64_t ch, int64_t q0,
+                                int64_t q1) {
+  fwd_rows_impl(x, M, out, n, ch, q0, q1);
+}
+MTALAB_ISA_CLONES void bwd_rows(const float* x, const float* M, const float* go, float* gx, double* acc, int64_t n,
+                                int64_t ch, int64_t q0, int64_t q1) {
+  bwd_rows_impl(x, M, go, gx, acc, n, ch, q0, q1);
+}
+MTALAB_ISA_CLONES void bwd_rows(const double* x, const double* M, const double* go, double* gx, double* acc,
+                                int64_t n, int64_t ch, int64_t q0, int64_t q1) {
+  bwd_rows_impl(x, M, go, gx, acc, n, ch, q0, q1);
+}
+
+template <typename F>
+void for_units(int64_t n, const F& f) {
+  const bool par = n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel();
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+  for (int64_t u = 0; u < n; ++u) f(u);
+}
+
+template <typename T>
+void head_mix_typed(const Tensor& xt, const Tensor& mt, const Tensor& ot) {
+  const int64_t B = xt.size(0), H = xt.size(1), n = xt.size(2), ch = mt.size(1), G = H / ch;
+  const T* x = static_cast<const T*>(xt.raw());
+  const T* M = static_cast<const T*>(mt.raw());
+  T* out = static_cast<T*>(ot.raw());
+  const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
+  for_units(B * G * blocks, [&](int64_t u) {
+    const int64_t bg = u / blocks, blk = u % blocks, grp = bg % G;
+    const int64_t q0 = blk * kRowBlock, q1 = std::min(n, q0 + kRowBlock);
+    const int64_t off = bg * ch * n * n;  // first map of the group: (b*G + g)*ch == b*H + g*ch
+    fwd_rows(x + off, M + grp * ch * ch, out + off, n, ch, q0, q1);
+  });
+}
+
+template <typename T>
+void head_mix_bwd_typed(const Tensor& xt, const Tensor& mt, const Tensor& got, const Tensor& gxt,
+                        const Tensor& gmt) {
+  const int64_t B = xt.size(0), H = xt.size(1), n = xt.size(2), ch = mt.size(1), G = H / ch;
+  const T* x = static_cast<const T*>(xt.raw());
+  const T* M = static_cast<const T*>(mt.raw());
+  const T* go = static_cast<const T*>(got.raw());
+  T* gx = gxt.defined() ? static_cast<T*>(gxt.raw()) : nullptr;
+  const bool want_gm = gmt.defined();
+  const int64_t blocks = (n + kRowBlock - 1) / kRowBlock, units = B * G * blocks, taps = ch * ch;
+  std::vector<double> partial(want_gm ? units * taps : 0, 0.0);
+  for_units(units, [&](int64_t u) {
+    const int64_t bg = u / blocks, blk = u % blocks, grp = bg % G;
+    const int64_t q0 = blk * kRowBlock, q1 = std::min(n, q0 + kRowBlock);
+    const int64_t off = bg * ch * n * n;
+    bwd_rows(x + off, M + grp * taps, go + off, gx ? gx + off : nullptr,
+             want_gm ? partial.data() + u * taps : nullptr, n, ch, q0, q1);
+  });
+  if (!want_gm) return;
+  T* gm = static_cast<T*>(gmt.raw());
+  for (int64_t grp = 0; grp < G; ++grp) {
+    std::vector<double> s(taps, 0.0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const double* pu = partial.data() + ((b * G + grp) * blocks + blk) * taps;
+        for (int64_t t = 0; t < taps; ++t) s[t] += pu[t];
+      }
+    for (int64_t t = 0; t < taps; ++t) gm[grp * taps + t] = (T)s[t];
+  }
+}
+
+void head_mix(const Tensor& x, const Tensor& mix, const Tensor& out) {
+  MTALAB_DISPATCH_FLOAT(x.dtype(), "head_mix", [&] { head_mix_typed<scalar_t>(x, mix, out); });
+}
+void head_mix_bwd(const Tensor& x, const Tensor& mix, const Tensor& gout, const Tensor& gx, const Tensor& gmix) {
+  MTALAB_DISPATCH_FLOAT(x.dtype(), "head_mix_backward",
+                        [&] { head_mix_bwd_typed<scalar_t>(x, mix, gout, gx, gmix); });
+}
+
+}  // namespace
+}  // namespace mtalab::cpu
+
+namespace mtalab {
+KernelTable<HeadMixFn> head_mix_kernel("head_mix", cpu::head_mix);
+KernelTable<HeadMixBwdFn> head_mix_bwd_kernel("head_mix_backward", cpu::head_mix_bwd);
+}  // namespace mtalab

@@ -1,0 +1,188 @@
+// The research loop in-process: end-to-end gradients, learning, bit-exact resume.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "experiments/config.h"
+#include "experiments/optimizer.h"
+#include "experiments/run_log.h"
+#include "experiments/trainer.h"
+#include "gradcheck.h"
+#include "layers/attention.h"
+#include "layers/transformer.h"
+
+using namespace mtalab;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string temp_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("mtalab_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+// A small text corpus: repetitive enough to learn in a few dozen steps.
+std::string write_corpus(const std::string& dir) {
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "the quick brown fox jumps over the lazy dog. ";
+  const std::string path = dir + "/corpus.txt";
+  std::ofstream(path) << text;
+  return path;
+}
+
+RunRequest text_run(const std::string& dir, int64_t steps, const std::string& attention = "softmax") {
+  OptionValues v(train_option_specs(), "");
+  v.set("model.attention", attention);
+  v.set("model.d_model", "32");
+  v.set("model.n_layers", "2");
+  v.set("model.n_heads", "2");
+  v.set("data.task", "text");
+  v.set("data.path", write_corpus(dir));
+  v.set("data.seq_len", "32");
+  v.set("train.steps", std::to_string(steps));
+  v.set("train.batch_size", "4");
+  v.set("train.lr", "3e-3");
+  v.set("train.schedule", "cosine");
+  v.set("train.warmup", "2");
+  v.set("train.eval_every", "5");
+  v.set("train.eval_max_batches", "2");
+  v.set("train.log_every", "1");
+  v.set("model.dropout", "0.1");  // exercises the dropout stream across a resume
+  v.set("run.out", dir + "/run");
+  RunRequest r;
+  r.config = make_train_config(v, AttentionRegistry::options_for(attention));
+  r.options = v.resolved();
+  r.quiet = true;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("training: a tiny model's loss gradient, float64, end to end, softmax and MTA with every option on") {
+  for (std::string variant : {"softmax", "mta"}) {
+    CAPTURE(variant);
+    ModelConfig m;
+    m.d_model = 8;
+    m.n_layers = 2;
+    m.n_heads = 2;
+    m.vocab_size = 11;
+    m.max_seq_len = 6;
+    m.ffn_hidden = 12;
+    m.dtype = DType::f64;
+    m.tie_embeddings = false;
+    m.attention = variant;
+    m.attention_options = AttentionRegistry::options_for(variant);
+    if (variant == "mta")
+      for (auto [k, v] : std::vector<std::pair<std::string, std::string>>{
+               {"kq_layers", "all"}, {"cq", "2"}, {"ck", "3"}, {"cq_post", "2"}, {"ck_post", "3"}, {"depth_scale", "true"}})
+        m.attention_options.set(k, v);
+    Transformer model(m);
+    TensorList params;
+    for (auto& [n, p] : model.named_parameters()) {
+      NoGradGuard ng;
+      Generator g(std::hash<std::string>{}(n));
+      copy_(p, add(p, uniform(p.shape(), -0.2, 0.2, g, {DType::f64})));
+      params.push_back(p);
+    }
+    Tensor toks = from_vector<int32_t>({1, 4, 2, 8, 5, 7, 3, 3, 9, 0, 10, 6}, {2, 6}, {DType::i32});
+    Tensor tgt = from_vector<int32_t>({4, 2, 8, 5, 7, 1, 3, 9, 0, 10, 6, 2}, {2, 6}, {DType::i32});
+    Generator g(0);
+    CHECK(testing::gradcheck([&](const TensorList&) { return cross_entropy(model.forward(toks, g), tgt); }, params) <= 1.0);
+  }
+}
+
+TEST_CASE("training: the loss falls on a small corpus, and the run log holds rows, kernels and maps") {
+  const std::string dir = temp_dir("learn");
+  RunRequest r = text_run(dir, 30, "mta");
+  r.config.model.attention_options.set("kq_layers", "all");
+  RunSummary s = train(r);
+  RunLog log = RunLog::open_read(run_log_path(r.config.out_dir));
+  auto loss = log.column("train", "loss");
+  REQUIRE(loss.size() == 30);
+  CHECK(loss.back() < 0.6 * loss.front());
+  CHECK(s.eval_loss < 2.5);
+  CHECK(log.steps("eval") == std::vector<int64_t>{5, 10, 15, 20, 25, 30});
+  CHECK(log.snapshot_steps("kernels", "layers.0.attention.kq_kernel").size() == 6);
+  CHECK(log.read_array("/attention/layer_1").shape == std::vector<int64_t>{2, 32, 32});
+  CHECK(log.attr_string("model.attention") == "mta");
+  CHECK(log.attr_int("parameter_count") == s.parameters);
+  CHECK(log.finals().at("bpb") == doctest::Approx(s.eval_metric));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("training: k steps + resume + m steps equals k+m steps, bit for bit") {
+  const std::string a = temp_dir("straight"), b = temp_dir("resumed");
+  RunRequest full = text_run(a, 12);
+  train(full);
+  RunRequest part = text_run(b, 12);
+  part.stop_after = 7;  // interrupted after step 7, as by SIGINT: log and checkpoint saved
+  CHECK(train(part).interrupted);
+  CHECK(RunLog::open_read(run_log_path(part.config.out_dir)).steps("train").size() == 7);
+  RunRequest rest = text_run(b, 12);
+  rest.resume = true;
+  train(rest);
+  auto la = RunLog::open_read(run_log_path(full.config.out_dir)).column("train", "loss");
+  auto lb = RunLog::open_read(run_log_path(rest.config.out_dir)).column("train", "loss");
+  REQUIRE(la.size() == 12);
+  REQUIRE(lb.size() == 12);
+  for (size_t i = 0; i < la.size(); ++i) CHECK(la[i] == lb[i]);  // exact, not approximate
+  auto ea = RunLog::open_read(run_log_path(full.config.out_dir)).column("eval", "loss");
+  auto eb = RunLog::open_read(run_log_path(rest.config.out_dir)).column("eval", "loss");
+  CHECK(ea == eb);
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+TEST_CASE("training: the same options and seed give the same loss curve") {
+  const std::string a = temp_dir("det_a"), b = temp_dir("det_b");
+  train(text_run(a, 6));
+  train(text_run(b, 6));
+  CHECK(RunLog::open_read(a + "/run/run.h5").column("train", "loss") ==
+        RunLog::open_read(b + "/run/run.h5").column("train", "loss"));
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
+TEST_CASE("optimizer: schedules, clipping and AdamW against hand computation") {
+  ScheduleConfig s;
+  s.kind = "cosine";
+  s.lr = 1.0;
+  s.min_lr = 0.1;
+  s.warmup = 4;
+  s.total = 14;
+  CHECK(learning_rate(s, 0) == doctest::Approx(0.25));
+  CHECK(learning_rate(s, 3) == doctest::Approx(1.0));
+  CHECK(learning_rate(s, 4) == doctest::Approx(1.0));
+  CHECK(learning_rate(s, 13) == doctest::Approx(0.1));
+  CHECK(learning_rate(s, 4 + 9 / 2.0) == doctest::Approx(0.55).epsilon(0.05));
+  s.kind = "linear";
+  CHECK(learning_rate(s, 13) == doctest::Approx(0.1));
+  s.kind = "constant";
+  CHECK(learning_rate(s, 13) == doctest::Approx(1.0));
+
+  Tensor p = from_vector(std::vector<double>{1.0, -2.0}, {2}).set_requires_grad();
+  p.set_grad(from_vector(std::vector<double>{3.0, 4.0}, {2}));
+  NamedParams np{{"w", p}};
+  CHECK(clip_grad_norm(np, 1.0) == doctest::Approx(5.0));
+  CHECK(p.grad().to_vector<double>()[0] == doctest::Approx(0.6).epsilon(1e-5));
+
+  OptimizerConfig oc;
+  oc.beta1 = 0.9;
+  oc.beta2 = 0.99;
+  oc.eps = 1e-8;
+  oc.weight_decay = 0.1;
+  Tensor w = from_vector(std::vector<double>{1.0, 1.0, 1.0, 1.0}, {2, 2}).set_requires_grad();
+  w.set_grad(from_vector(std::vector<double>{0.5, -0.5, 1.0, 0.0}, {2, 2}));
+  Optimizer opt({{"x.weight", w}}, oc);
+  opt.step(0.01);
+  // step 1: m̂ = g, v̂ = g², update = lr·g/(|g|+eps) plus decay lr·wd·p
+  auto v = w.to_vector<double>();
+  CHECK(v[0] == doctest::Approx(1.0 * (1 - 0.001) - 0.01));
+  CHECK(v[1] == doctest::Approx(1.0 * (1 - 0.001) + 0.01));
+  CHECK(v[3] == doctest::Approx(1.0 * (1 - 0.001)));
+}
