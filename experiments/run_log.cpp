@@ -230,6 +230,7 @@ void RunLog::close() {
 
 hid_t RunLog::file() const {
   if (!file_) throw std::logic_error("run log " + path_ + " is closed");
+  h5::quiet();  // this thread may not have made an HDF5 call yet: raw calls follow
   return file_;
 }
 

@@ -12,11 +12,12 @@
 //   /<any/path>             one-off arrays (e.g. /attention/layer_0 [H,T,T])
 //   /final                  group whose float64 attributes are the summary scalars
 //
-// Crash safety: rows are buffered in memory and written at flush(), which then calls
-// H5Fflush; between flushes the file on disk is left as the last flush made it, so a process
-// killed at any point outside flush() leaves a readable file with every row up to its last
-// flush. Snapshots, arrays and attributes are written at once but also reach the disk only
-// reliably at the next flush(); the caller flushes after each evaluation.
+// Crash safety: append_row buffers rows in memory; flush() writes them and calls H5Fflush,
+// after which the file on disk is complete and consistent. A process killed outside flush()
+// (even by SIGKILL) leaves a readable file holding every row up to its last flush. Snapshots,
+// arrays and attributes go to HDF5 at once and are likewise safe once the next flush() is
+// done: flush after each evaluation. (Files use the HDF5 1.8 object formats: the 1.10
+// superblock would mark a killed writer's file unopenable without h5clear; see h5io.cpp.)
 #pragma once
 #include <cstdint>
 #include <map>

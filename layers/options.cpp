@@ -47,22 +47,39 @@ bool parse_bool(const std::string& v, bool* out) {
 }
 
 OptionSpec OptionSpec::Int(std::string name, int64_t def, std::string help, int64_t lo, int64_t hi) {
-  OptionSpec s{std::move(name), OptionType::Int, std::to_string(def), std::move(help)};
+  OptionSpec s;
+  s.name = std::move(name);
+  s.type = OptionType::Int;
+  s.default_value = std::to_string(def);
+  s.help = std::move(help);
   s.min = (double)lo;
   s.max = (double)hi;
   return s;
 }
 OptionSpec OptionSpec::Float(std::string name, double def, std::string help, double lo, double hi) {
-  OptionSpec s{std::move(name), OptionType::Float, fmt(def), std::move(help)};
+  OptionSpec s;
+  s.name = std::move(name);
+  s.type = OptionType::Float;
+  s.default_value = fmt(def);
+  s.help = std::move(help);
   s.min = lo;
   s.max = hi;
   return s;
 }
 OptionSpec OptionSpec::Bool(std::string name, bool def, std::string help) {
-  return OptionSpec{std::move(name), OptionType::Bool, def ? "true" : "false", std::move(help)};
+  OptionSpec s;
+  s.name = std::move(name);
+  s.type = OptionType::Bool;
+  s.default_value = def ? "true" : "false";
+  s.help = std::move(help);
+  return s;
 }
 OptionSpec OptionSpec::String(std::string name, std::string def, std::string help, std::vector<std::string> choices) {
-  OptionSpec s{std::move(name), OptionType::String, std::move(def), std::move(help)};
+  OptionSpec s;
+  s.name = std::move(name);
+  s.type = OptionType::String;
+  s.default_value = std::move(def);
+  s.help = std::move(help);
   s.choices = std::move(choices);
   return s;
 }

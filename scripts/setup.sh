@@ -15,3 +15,11 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The default text corpus, no network needed: the King James Bible from bible-kjv.
+corpus=data/corpora/kjv.txt
+cd "$(dirname "$0")/.."
+if [[ ! -s $corpus ]]; then
+  mkdir -p "$(dirname "$corpus")"
+  bible -l0 "Gen1:1-Rev22:21" > "$corpus.tmp" && mv "$corpus.tmp" "$corpus"
+fi

@@ -60,7 +60,7 @@ MTALAB_VINLINE V load(const float* p) {
   return v;
 }
 template <class V>
-MTALAB_VINLINE void store(float* p, V v) {
+MTALAB_VINLINE void store(float* p, const V& v) {
   std::memcpy(p, &v, sizeof v);
 }
 // The first n (< lanes) elements of p, the other lanes set to `fill`.
@@ -72,56 +72,49 @@ MTALAB_VINLINE V load_part(const float* p, int64_t n, float fill) {
   return load<V>(buf);
 }
 template <class V>
-MTALAB_VINLINE void store_part(float* p, V v, int64_t n) {
+MTALAB_VINLINE void store_part(float* p, const V& v, int64_t n) {
   float buf[sizeof(V) / sizeof(float)];
   store(buf, v);
   std::memcpy(p, buf, n * sizeof(float));
 }
 
-// exp for float lanes: Cody-Waite reduction to [-ln2/2, ln2/2], the Cephes degree-5
-// polynomial, 2^n applied in two halves so results down to the smallest denormal come
-// out right. Within 1 ulp of the correctly rounded value over the whole float range
-// (checked against double exp); exp(-inf) = 0, exp(inf) = inf, nan stays nan.
+// exp for float lanes: Cody-Waite reduction to r in [-ln2/2, ln2/2], the Cephes degree-5
+// polynomial (Estrin's scheme, for a short dependency chain), and 2^n applied in two
+// halves so that results down to the smallest denormal come out right. Within 1 ulp over
+// the whole float range (checked against double exp); exp(-inf) = 0, exp(inf) = inf,
+// and nan stays nan (the clamps let it through, and it poisons the product).
 template <class V>
-MTALAB_VINLINE V exp(V x) {
+MTALAB_VINLINE V exp(const V& x) {
   using I = decltype(V{} < V{});
-  V xc = x > -104.0f ? x : V{} - 104.0f;  // also maps nan to -104; fixed at the end
-  xc = xc < 88.8f ? xc : V{} + 88.8f;
-  const V n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  V xc = x < -104.0f ? V{} - 104.0f : x;  // exp(-104) rounds to 0
+  xc = xc > 88.8f ? V{} + 88.8f : xc;     // exp(88.8) overflows to inf
+  const V shifted = xc * 1.44269504088896341f + 12582912.0f;  // 1.5 * 2^23: rounds to an integer
+  const V n = shifted - 12582912.0f;
+  const I ni = (I)shifted - (I)(V{} + 12582912.0f);  // that integer, read from the mantissa bits
   V r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
-  V p = r * 1.9875691500e-4f + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  V y = p * (r * r) + r + 1.0f;
-  const I ni = __builtin_convertvector(n, I);
+  const V r2 = r * r, r4 = r2 * r2;
+  const V p = (r * 1.6666665459e-1f + 5.0000001201e-1f) + (r * 8.3334519073e-3f + 4.1665795894e-2f) * r2 +
+              (r * 1.9875691500e-4f + 1.3981999507e-3f) * r4;
+  const V y = p * r2 + r + 1.0f;
   const I n1 = ni >> 1, n2 = ni - n1;
-  y = y * (V)((n1 + 127) << 23) * (V)((n2 + 127) << 23);
-  y = x > 88.72283935546875f ? V{} + std::numeric_limits<float>::infinity() : y;
-  return x != x ? x : y;
+  return y * (V)((n1 + 127) << 23) * (V)((n2 + 127) << 23);
 }
 // erfc(a) for a >= 0 with relative error ~1.2e-7 over the whole range (the Chebyshev
 // fit of Numerical Recipes' erfcc), so gelu keeps its relative accuracy for negative x,
 // where 1 + erf(x) would cancel.
 template <class V>
-MTALAB_VINLINE V erfc_pos(V a) {
+MTALAB_VINLINE V erfc_pos(const V& a) {
   const V t = 1.0f / (a * 0.5f + 1.0f);
-  V p = t * 0.17087277f - 0.82215223f;
-  p = p * t + 1.48851587f;
-  p = p * t - 1.13520398f;
-  p = p * t + 0.27886807f;
-  p = p * t - 0.18628806f;
-  p = p * t + 0.09678418f;
-  p = p * t + 0.37409196f;
-  p = p * t + 1.00002368f;
-  p = p * t - 1.26551223f;
+  const V t2 = t * t, t4 = t2 * t2, t8 = t4 * t4;
+  const V p = ((t * 1.00002368f - 1.26551223f) + (t * 0.09678418f + 0.37409196f) * t2) +
+              ((t * 0.27886807f - 0.18628806f) + (t * 1.48851587f - 1.13520398f) * t2) * t4 +
+              (t * 0.17087277f - 0.82215223f) * t8;
   return t * exp(p - a * a);
 }
 // Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF.
 template <class V>
-MTALAB_VINLINE V normal_cdf(V x) {
+MTALAB_VINLINE V normal_cdf(const V& x) {
   const V c = erfc_pos((x < 0 ? -x : x) * 0.70710678118654752440f) * 0.5f;
   return x >= 0 ? 1.0f - c : c;
 }
@@ -129,7 +122,7 @@ MTALAB_VINLINE V normal_cdf(V x) {
 enum class Map { exp, sigmoid, silu, silu_grad, gelu, gelu_grad };
 
 template <Map K, class V>
-MTALAB_VINLINE V map_value(V x) {
+MTALAB_VINLINE V map_value(const V& x) {
   if constexpr (K == Map::exp) return exp(x);
   if constexpr (K == Map::sigmoid) return 1.0f / (1.0f + exp(-x));
   if constexpr (K == Map::silu) return x / (1.0f + exp(-x));
@@ -145,12 +138,6 @@ template <Map K, int L>
 MTALAB_VINLINE void map_row(const float* x, float* y, int64_t n) {
   using V = typename Lanes<L>::F;
   int64_t i = 0;
-  // Two vectors per step: their independent dependency chains overlap.
-  for (; i + 2 * L <= n; i += 2 * L) {
-    const V a = map_value<K>(load<V>(x + i)), b = map_value<K>(load<V>(x + i + L));
-    store(y + i, a);
-    store(y + i + L, b);
-  }
   for (; i + L <= n; i += L) store(y + i, map_value<K>(load<V>(x + i)));
   if (i < n) store_part(y + i, map_value<K>(load_part<V>(x + i, n - i, 0.0f)), n - i);
 }

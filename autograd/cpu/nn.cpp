@@ -1,13 +1,430 @@
 // CPU kernels for the fused neural-net ops: softmax, norms, embedding, cross-entropy.
 // All work row by row over the last dimension, one row per loop iteration, OpenMP over rows.
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <vector>
 
 #include "autograd/cpu/parallel.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
 namespace {
+
+// ---- float32 SIMD --------------------------------------------------------------------
+// The hot float32 loops are written once over GCC vector types of L lanes and compiled
+// twice: 4 lanes for the x86-64 baseline (SSE2) and 8 lanes with AVX2+FMA, chosen at run
+// time (MTALAB_NO_AVX2=1 forces the baseline). Every element goes through the vector code,
+// a row's tail through a zero-padded vector, so a value never depends on where a
+// thread's chunk begins: results stay identical whatever the thread count.
+#if defined(__GNUC__) && defined(__x86_64__)
+#define MTALAB_SIMD_AVX2 1
+#define MTALAB_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define MTALAB_SIMD_AVX2 0
+#endif
+#define MTALAB_VINLINE inline __attribute__((always_inline))
+#if defined(__GNUC__) && !defined(__clang__)
+// The 8-lane types only ever live inside always-inlined code of the AVX2 functions.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+namespace simd {
+
+template <int L>
+struct Lanes;
+template <>
+struct Lanes<4> {
+  typedef float F __attribute__((vector_size(16)));
+  typedef double D __attribute__((vector_size(16)));  // half the lanes, in double
+};
+template <>
+struct Lanes<8> {
+  typedef float F __attribute__((vector_size(32)));
+  typedef double D __attribute__((vector_size(32)));
+};
+
+inline bool use_avx2() {
+#if MTALAB_SIMD_AVX2
+  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                        !std::getenv("MTALAB_NO_AVX2");
+  return v;
+#else
+  return false;
+#endif
+}
+
+template <class V>
+MTALAB_VINLINE V load(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class V>
+MTALAB_VINLINE void store(float* p, const V& v) {
+  std::memcpy(p, &v, sizeof v);
+}
+// The first n (< lanes) elements of p, the other lanes set to `fill`.
+template <class V>
+MTALAB_VINLINE V load_part(const float* p, int64_t n, float fill) {
+  float buf[sizeof(V) / sizeof(float)];
+  for (auto& b : buf) b = fill;
+  std::memcpy(buf, p, n * sizeof(float));
+  return load<V>(buf);
+}
+template <class V>
+MTALAB_VINLINE void store_part(float* p, const V& v, int64_t n) {
+  float buf[sizeof(V) / sizeof(float)];
+  store(buf, v);
+  std::memcpy(p, buf, n * sizeof(float));
+}
+
+// exp for float lanes: Cody-Waite reduction to r in [-ln2/2, ln2/2], the Cephes degree-5
+// polynomial (Estrin's scheme, for a short dependency chain), and 2^n applied in two
+// halves so that results down to the smallest denormal come out right. Within 1 ulp over
+// the whole float range (checked against double exp); exp(-inf) = 0, exp(inf) = inf,
+// and nan stays nan (the clamps let it through, and it poisons the product).
+template <class V>
+MTALAB_VINLINE V exp(const V& x) {
+  using I = decltype(V{} < V{});
+  V xc = x < -104.0f ? V{} - 104.0f : x;  // exp(-104) rounds to 0
+  xc = xc > 88.8f ? V{} + 88.8f : xc;     // exp(88.8) overflows to inf
+  const V shifted = xc * 1.44269504088896341f + 12582912.0f;  // 1.5 * 2^23: rounds to an integer
+  const V n = shifted - 12582912.0f;
+  const I ni = (I)shifted - (I)(V{} + 12582912.0f);  // that integer, read from the mantissa bits
+  V r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  const V r2 = r * r, r4 = r2 * r2;
+  const V p = (r * 1.6666665459e-1f + 5.0000001201e-1f) + (r * 8.3334519073e-3f + 4.1665795894e-2f) * r2 +
+              (r * 1.9875691500e-4f + 1.3981999507e-3f) * r4;
+  const V y = p * r2 + r + 1.0f;
+  const I n1 = ni >> 1, n2 = ni - n1;
+  return y * (V)((n1 + 127) << 23) * (V)((n2 + 127) << 23);
+}
+
+template <class V>
+MTALAB_VINLINE float hsum(const V& v) {  // fixed lane order
+  float s = v[0];
+  for (size_t l = 1; l < sizeof(V) / sizeof(float); ++l) s += v[l];
+  return s;
+}
+template <class V>
+MTALAB_VINLINE float hmax(const V& v) {  // nan lanes never get in: max ignores nan, as std::max did
+  float m = v[0];
+  for (size_t l = 1; l < sizeof(V) / sizeof(float); ++l) m = m < v[l] ? v[l] : m;
+  return m;
+}
+template <class D>
+MTALAB_VINLINE double hsum_d(const D& v) {
+  double s = v[0];
+  for (size_t l = 1; l < sizeof(D) / sizeof(double); ++l) s += v[l];
+  return s;
+}
+// The low and high halves of a float vector, widened to double.
+template <int L>
+MTALAB_VINLINE typename Lanes<L>::D lo(const typename Lanes<L>::F& f) {
+  if constexpr (L == 4)
+    return __builtin_convertvector(__builtin_shufflevector(f, f, 0, 1), typename Lanes<L>::D);
+  else
+    return __builtin_convertvector(__builtin_shufflevector(f, f, 0, 1, 2, 3), typename Lanes<L>::D);
+}
+template <int L>
+MTALAB_VINLINE typename Lanes<L>::D hi(const typename Lanes<L>::F& f) {
+  if constexpr (L == 4)
+    return __builtin_convertvector(__builtin_shufflevector(f, f, 2, 3), typename Lanes<L>::D);
+  else
+    return __builtin_convertvector(__builtin_shufflevector(f, f, 4, 5, 6, 7), typename Lanes<L>::D);
+}
+template <class D>
+MTALAB_VINLINE D load_d(const double* p) {
+  D v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class D>
+MTALAB_VINLINE void store_d(double* p, const D& v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Rows [r0, r1) of softmax_typed below, same results up to rounding.
+template <int L>
+MTALAB_VINLINE void softmax_impl(const float* x, float* y, int64_t r0, int64_t r1, int64_t full, int64_t tq, bool log,
+                                 bool causal) {
+  using F = typename Lanes<L>::F;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * full;
+    float* yr = y + r * full;
+    const int64_t n = causal ? std::min(full, r % tq + 1) : full;
+    for (int64_t j = n; j < full; ++j) yr[j] = log ? -kInf : 0.0f;
+    F mv = F{} - kInf;
+    int64_t j = 0;
+    for (; j + L <= n; j += L) {
+      const F v = load<F>(xr + j);
+      mv = mv < v ? v : mv;
+    }
+    if (j < n) {
+      const F v = load_part<F>(xr + j, n - j, -kInf);
+      mv = mv < v ? v : mv;
+    }
+    float m = hmax(mv);
+    if (m == -kInf) m = 0;  // fully masked row: stays 0 / -inf
+    F sv = {};
+    for (j = 0; j + L <= n; j += L) {
+      const F e = exp(load<F>(xr + j) - m);
+      if (!log) store(yr + j, e);
+      sv += e;
+    }
+    if (j < n) {  // padding lanes are -inf: they add exp(-inf) = 0
+      const F e = exp(load_part<F>(xr + j, n - j, -kInf) - m);
+      if (!log) store_part(yr + j, e, n - j);
+      sv += e;
+    }
+    const float s = hsum(sv);
+    if (log) {
+      const float ls = std::log(s) + m;
+      for (j = 0; j < n; ++j) yr[j] = xr[j] - ls;
+    } else {
+      const float inv = s > 0 ? 1.0f / s : 0.0f;
+      for (j = 0; j < n; ++j) yr[j] *= inv;
+    }
+  }
+}
+
+template <int L>
+MTALAB_VINLINE void softmax_bwd_impl(const float* y, const float* gy, float* gx, int64_t r0, int64_t r1, int64_t full,
+                                     int64_t tq, bool log, bool causal) {
+  using F = typename Lanes<L>::F;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* yr = y + r * full;
+    const float* gr = gy + r * full;
+    float* out = gx + r * full;
+    const int64_t n = causal ? std::min(full, r % tq + 1) : full;
+    for (int64_t j = n; j < full; ++j) out[j] = 0;  // masked entries get no gradient
+    F sv = {};
+    int64_t j = 0;
+    if (log) {
+      for (; j + L <= n; j += L) sv += load<F>(gr + j);
+      if (j < n) sv += load_part<F>(gr + j, n - j, 0.0f);
+      const float s = hsum(sv);
+      for (j = 0; j + L <= n; j += L) store(out + j, load<F>(gr + j) - exp(load<F>(yr + j)) * s);
+      if (j < n)
+        store_part(out + j, load_part<F>(gr + j, n - j, 0.0f) - exp(load_part<F>(yr + j, n - j, 0.0f)) * s, n - j);
+    } else {
+      for (; j + L <= n; j += L) sv += load<F>(gr + j) * load<F>(yr + j);
+      if (j < n) sv += load_part<F>(gr + j, n - j, 0.0f) * load_part<F>(yr + j, n - j, 0.0f);
+      const float s = hsum(sv);
+      for (j = 0; j < n; ++j) out[j] = yr[j] * (gr[j] - s);
+    }
+  }
+}
+
+// sum_j (x[j] - mu) and sum_j (x[j] - mu)^2 over one row, in double.
+template <int L>
+MTALAB_VINLINE double sum_d(const float* x, int64_t n, double mu, bool square) {
+  using F = typename Lanes<L>::F;
+  using D = typename Lanes<L>::D;
+  D a = {}, b = {}, c = {}, d = {};
+  int64_t j = 0;
+  for (; j + 2 * L <= n; j += 2 * L) {
+    const F f0 = load<F>(x + j), f1 = load<F>(x + j + L);
+    const D v0 = lo<L>(f0) - mu, v1 = hi<L>(f0) - mu, v2 = lo<L>(f1) - mu, v3 = hi<L>(f1) - mu;
+    if (square) {
+      a += v0 * v0, b += v1 * v1, c += v2 * v2, d += v3 * v3;
+    } else {
+      a += v0, b += v1, c += v2, d += v3;
+    }
+  }
+  double s = hsum_d((a + b) + (c + d));
+  for (; j < n; ++j) s += square ? ((double)x[j] - mu) * ((double)x[j] - mu) : (double)x[j] - mu;
+  return s;
+}
+
+template <int L>
+MTALAB_VINLINE void norm_impl(bool layer, const float* x, const float* w, const float* bias, double eps, float* y,
+                              float* mean, float* rstd, int64_t r0, int64_t r1, int64_t n) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * n;
+    float* yr = y + r * n;
+    const double mu = layer ? sum_d<L>(xr, n, 0.0, false) / n : 0.0;
+    const double ss = sum_d<L>(xr, n, mu, true);
+    const float rs = (float)(1.0 / std::sqrt(ss / n + eps));
+    const float m = (float)mu;
+    mean[r] = m;
+    rstd[r] = rs;
+    if (w && bias)
+      for (int64_t j = 0; j < n; ++j) yr[j] = (xr[j] - m) * rs * w[j] + bias[j];
+    else if (w)
+      for (int64_t j = 0; j < n; ++j) yr[j] = (xr[j] - m) * rs * w[j];
+    else if (bias)
+      for (int64_t j = 0; j < n; ++j) yr[j] = (xr[j] - m) * rs + bias[j];
+    else
+      for (int64_t j = 0; j < n; ++j) yr[j] = (xr[j] - m) * rs;
+  }
+}
+
+// gx rows of norm_bwd_typed below: h = w*gy, xh = (x - mean)*rstd, sums in double.
+template <int L>
+MTALAB_VINLINE void norm_bwd_impl(bool layer, const float* x, const float* w, const float* mean, const float* rstd,
+                                  const float* gy, float* gx, int64_t r0, int64_t r1, int64_t n) {
+  using F = typename Lanes<L>::F;
+  using D = typename Lanes<L>::D;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float *xr = x + r * n, *gr = gy + r * n;
+    const float m = mean[r], rs = rstd[r];
+    D sh = {}, shx = {}, sh2 = {}, shx2 = {};
+    int64_t j = 0;
+    for (; j + L <= n; j += L) {
+      const F h = w ? load<F>(gr + j) * load<F>(w + j) : load<F>(gr + j);
+      const F xh = (load<F>(xr + j) - m) * rs;
+      const D hl = lo<L>(h), hh = hi<L>(h);
+      sh += hl, sh2 += hh;
+      shx += hl * lo<L>(xh), shx2 += hh * hi<L>(xh);
+    }
+    double s_h = hsum_d(sh + sh2), s_hx = hsum_d(shx + shx2);
+    for (; j < n; ++j) {
+      const double h = (double)(gr[j] * (w ? w[j] : 1.0f));
+      s_h += h;
+      s_hx += h * ((xr[j] - m) * rs);
+    }
+    const float mh = layer ? (float)(s_h / n) : 0.0f, mhx = (float)(s_hx / n);
+    float* out = gx + r * n;
+    if (w)
+      for (j = 0; j < n; ++j) out[j] = rs * (gr[j] * w[j] - mh - (xr[j] - m) * rs * mhx);
+    else
+      for (j = 0; j < n; ++j) out[j] = rs * (gr[j] - mh - (xr[j] - m) * rs * mhx);
+  }
+}
+
+// Columns [c0, c1) of gw = sum_rows(gy * xh) and gb = sum_rows(gy), each column summed
+// over the rows in order, in double (as the scalar code does).
+template <int L>
+MTALAB_VINLINE void norm_cols_impl(const float* x, const float* mean, const float* rstd, const float* gy, float* gw,
+                                   float* gb, int64_t c0, int64_t c1, int64_t rows, int64_t n) {
+  using F = typename Lanes<L>::F;
+  using D = typename Lanes<L>::D;
+  constexpr int64_t H = L / 2;
+  std::vector<double> aw(c1 - c0, 0.0), ab(c1 - c0, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *xr = x + r * n, *gr = gy + r * n;
+    const float m = mean[r], rs = rstd[r];
+    int64_t j = c0;
+    for (; j + L <= c1; j += L) {
+      double* pw = aw.data() + (j - c0);
+      double* pb = ab.data() + (j - c0);
+      const F g = load<F>(gr + j), xh = (load<F>(xr + j) - m) * rs;
+      const D gl = lo<L>(g), gh = hi<L>(g);
+      store_d(pw, load_d<D>(pw) + gl * lo<L>(xh));
+      store_d(pw + H, load_d<D>(pw + H) + gh * hi<L>(xh));
+      store_d(pb, load_d<D>(pb) + gl);
+      store_d(pb + H, load_d<D>(pb + H) + gh);
+    }
+    for (; j < c1; ++j) {
+      aw[j - c0] += (double)gr[j] * ((xr[j] - m) * rs);
+      ab[j - c0] += gr[j];
+    }
+  }
+  for (int64_t j = c0; j < c1; ++j) {
+    if (gw) gw[j] = (float)aw[j - c0];
+    if (gb) gb[j] = (float)ab[j - c0];
+  }
+}
+
+// lse[i] = log sum_j exp(logits[i, j]) for rows [r0, r1); the sum in double.
+template <int L>
+MTALAB_VINLINE void lse_impl(const float* logits, float* lse, int64_t r0, int64_t r1, int64_t V) {
+  using F = typename Lanes<L>::F;
+  using D = typename Lanes<L>::D;
+  for (int64_t i = r0; i < r1; ++i) {
+    const float* row = logits + i * V;
+    F mv = F{} - kInf;
+    int64_t j = 0;
+    for (; j + L <= V; j += L) {
+      const F v = load<F>(row + j);
+      mv = mv < v ? v : mv;
+    }
+    if (j < V) {
+      const F v = load_part<F>(row + j, V - j, -kInf);
+      mv = mv < v ? v : mv;
+    }
+    const float m = hmax(mv);
+    D s0 = {}, s1 = {};
+    for (j = 0; j + L <= V; j += L) {
+      const F e = exp(load<F>(row + j) - m);
+      s0 += lo<L>(e), s1 += hi<L>(e);
+    }
+    if (j < V) {
+      const F e = exp(load_part<F>(row + j, V - j, -kInf) - m);
+      s0 += lo<L>(e), s1 += hi<L>(e);
+    }
+    lse[i] = m + (float)std::log(hsum_d(s0 + s1));
+  }
+}
+
+// g[i, :] = scale[i] * exp(logits[i, :] - lse[i]) for rows [r0, r1).
+template <int L>
+MTALAB_VINLINE void ce_bwd_impl(const float* logits, const float* lse, const float* scale, float* g, int64_t r0,
+                                int64_t r1, int64_t V) {
+  using F = typename Lanes<L>::F;
+  for (int64_t i = r0; i < r1; ++i) {
+    const float* row = logits + i * V;
+    float* gr = g + i * V;
+    const float s = scale[i], l = lse[i];
+    if (s == 0.0f) {
+      std::fill(gr, gr + V, 0.0f);
+      continue;
+    }
+    int64_t j = 0;
+    for (; j + L <= V; j += L) store(gr + j, exp(load<F>(row + j) - l) * s);
+    if (j < V) store_part(gr + j, exp(load_part<F>(row + j, V - j, 0.0f) - l) * s, V - j);
+  }
+}
+
+// NAME(PARAMS) runs NAME_impl<8> compiled for AVX2+FMA where the CPU has them, else
+// NAME_impl<4> for the baseline.
+#if MTALAB_SIMD_AVX2
+#define MTALAB_SIMD_ENTRY(NAME, PARAMS, ARGS)                               \
+  void NAME##_base PARAMS { NAME##_impl<4> ARGS; }                           \
+  MTALAB_TARGET_AVX2 void NAME##_avx2 PARAMS { NAME##_impl<8> ARGS; }        \
+  void NAME PARAMS {                                                         \
+    if (use_avx2()) return NAME##_avx2 ARGS;                                 \
+    NAME##_base ARGS;                                                        \
+  }
+#else
+#define MTALAB_SIMD_ENTRY(NAME, PARAMS, ARGS) \
+  void NAME PARAMS { NAME##_impl<4> ARGS; }
+#endif
+MTALAB_SIMD_ENTRY(softmax,
+                  (const float* x, float* y, int64_t r0, int64_t r1, int64_t full, int64_t tq, bool log, bool causal),
+                  (x, y, r0, r1, full, tq, log, causal))
+MTALAB_SIMD_ENTRY(softmax_bwd,
+                  (const float* y, const float* gy, float* gx, int64_t r0, int64_t r1, int64_t full, int64_t tq,
+                   bool log, bool causal),
+                  (y, gy, gx, r0, r1, full, tq, log, causal))
+MTALAB_SIMD_ENTRY(norm,
+                  (bool layer, const float* x, const float* w, const float* bias, double eps, float* y, float* mean,
+                   float* rstd, int64_t r0, int64_t r1, int64_t n),
+                  (layer, x, w, bias, eps, y, mean, rstd, r0, r1, n))
+MTALAB_SIMD_ENTRY(norm_bwd,
+                  (bool layer, const float* x, const float* w, const float* mean, const float* rstd, const float* gy,
+                   float* gx, int64_t r0, int64_t r1, int64_t n),
+                  (layer, x, w, mean, rstd, gy, gx, r0, r1, n))
+MTALAB_SIMD_ENTRY(norm_cols,
+                  (const float* x, const float* mean, const float* rstd, const float* gy, float* gw, float* gb,
+                   int64_t c0, int64_t c1, int64_t rows, int64_t n),
+                  (x, mean, rstd, gy, gw, gb, c0, c1, rows, n))
+MTALAB_SIMD_ENTRY(lse, (const float* logits, float* lse, int64_t r0, int64_t r1, int64_t V),
+                  (logits, lse, r0, r1, V))
+MTALAB_SIMD_ENTRY(ce_bwd,
+                  (const float* logits, const float* lse, const float* scale, float* g, int64_t r0, int64_t r1,
+                   int64_t V),
+                  (logits, lse, scale, g, r0, r1, V))
+#undef MTALAB_SIMD_ENTRY
+
+}  // namespace simd
 
 int64_t row_grain(int64_t n) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)); }
 
@@ -16,6 +433,11 @@ void softmax_typed(const Tensor& xt, const Tensor& yt, bool log, bool causal) {
   const int64_t full = xt.size(-1), rows = full ? xt.numel() / full : 0, tq = xt.dim() > 1 ? xt.size(-2) : 1;
   const T* x = static_cast<const T*>(xt.raw());
   T* y = static_cast<T*>(yt.raw());
+  if constexpr (std::is_same_v<T, float>) {
+    parallel_for(rows, row_grain(full),
+                 [&](int64_t b, int64_t e) { simd::softmax(x, y, b, e, full, tq, log, causal); });
+    return;
+  }
   parallel_for(rows, row_grain(full), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T* xr = x + r * full;
@@ -52,6 +474,11 @@ void softmax_bwd_typed(const Tensor& yt, const Tensor& gyt, const Tensor& gxt, b
   const T* y = static_cast<const T*>(yt.raw());
   const T* gy = static_cast<const T*>(gyt.raw());
   T* gx = static_cast<T*>(gxt.raw());
+  if constexpr (std::is_same_v<T, float>) {
+    parallel_for(rows, row_grain(full),
+                 [&](int64_t b, int64_t e) { simd::softmax_bwd(y, gy, gx, b, e, full, tq, log, causal); });
+    return;
+  }
   parallel_for(rows, row_grain(full), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T* yr = y + r * full;
@@ -84,6 +511,11 @@ void norm_typed(bool layer, const Tensor& xt, const Tensor& wt, const Tensor& bt
   T* y = static_cast<T*>(yt.raw());
   T* mean = static_cast<T*>(meant.raw());
   T* rstd = static_cast<T*>(rstdt.raw());
+  if constexpr (std::is_same_v<T, float>) {
+    parallel_for(rows, row_grain(n),
+                 [&](int64_t b, int64_t e) { simd::norm(layer, x, w, bias, eps, y, mean, rstd, b, e, n); });
+    return;
+  }
   parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T* xr = x + r * n;
@@ -128,6 +560,10 @@ void norm_bwd_typed(bool layer, const Tensor& xt, const Tensor& wt, const Tensor
   const T* gy = static_cast<const T*>(gyt.raw());
   if (gxt.defined()) {
     T* gx = static_cast<T*>(gxt.raw());
+    if constexpr (std::is_same_v<T, float>)
+      parallel_for(rows, row_grain(n),
+                   [&](int64_t b, int64_t e) { simd::norm_bwd(layer, x, w, mean, rstd, gy, gx, b, e, n); });
+    else
     parallel_for(rows, row_grain(n), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         const T *xr = x + r * n, *gr = gy + r * n;
@@ -151,6 +587,10 @@ void norm_bwd_typed(bool layer, const Tensor& xt, const Tensor& wt, const Tensor
     // Column sums: parallel over columns so each output has one writer (deterministic).
     T* gw = gwt.defined() ? static_cast<T*>(gwt.raw()) : nullptr;
     T* gb = gbt.defined() ? static_cast<T*>(gbt.raw()) : nullptr;
+    if constexpr (std::is_same_v<T, float>) {
+      parallel_for(n, 16, [&](int64_t b, int64_t e) { simd::norm_cols(x, mean, rstd, gy, gw, gb, b, e, rows, n); });
+      return;
+    }
     parallel_for(n, 16, [&](int64_t b, int64_t e) {
       std::vector<double> aw(e - b, 0.0), ab(e - b, 0.0);
       for (int64_t r = 0; r < rows; ++r) {
@@ -226,6 +666,13 @@ void cross_entropy_typed(const Tensor& lt, const Tensor& tt, const Tensor& losst
     if (tgt[i] < 0 || tgt[i] >= V)
       throw std::invalid_argument("cross_entropy: target " + std::to_string((int64_t)tgt[i]) + " at position " +
                                   std::to_string(i) + " is outside [0, " + std::to_string(V) + ")");
+  if constexpr (std::is_same_v<T, float>) {
+    parallel_for(N, row_grain(V), [&](int64_t b, int64_t e) {
+      simd::lse(logits, lse, b, e, V);
+      for (int64_t i = b; i < e; ++i) loss[i] = lse[i] - logits[i * V + tgt[i]];
+    });
+    return;
+  }
   parallel_for(N, row_grain(V), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const T* row = logits + i * V;
@@ -253,6 +700,14 @@ void cross_entropy_bwd_typed(const Tensor& lt, const Tensor& tt, const Tensor& l
   const T* lse = static_cast<const T*>(lset.raw());
   const T* scale = static_cast<const T*>(st.raw());
   T* g = static_cast<T*>(gt.raw());
+  if constexpr (std::is_same_v<T, float>) {
+    parallel_for(N, row_grain(V), [&](int64_t b, int64_t e) {
+      simd::ce_bwd(logits, lse, scale, g, b, e, V);
+      for (int64_t i = b; i < e; ++i)
+        if (scale[i] != 0.0f) g[i * V + tgt[i]] -= scale[i];
+    });
+    return;
+  }
   parallel_for(N, row_grain(V), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const T* row = logits + i * V;

@@ -1,5 +1,8 @@
 // CPU reductions over one dimension of a contiguous tensor: view it as [outer, r, inner].
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "autograd/cpu/parallel.h"
@@ -7,6 +10,163 @@
 
 namespace mtalab::cpu {
 namespace {
+
+// ---- float32 SIMD --------------------------------------------------------------------
+// The hot float32 loops are written once over GCC vector types of L lanes and compiled
+// twice: 4 lanes for the x86-64 baseline (SSE2) and 8 lanes with AVX2+FMA, chosen at run
+// time (MTALAB_NO_AVX2=1 forces the baseline). Every element goes through the vector code,
+// a row's tail through a zero-padded vector, so a value never depends on where a
+// thread's chunk begins: results stay identical whatever the thread count.
+#if defined(__GNUC__) && defined(__x86_64__)
+#define MTALAB_SIMD_AVX2 1
+#define MTALAB_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define MTALAB_SIMD_AVX2 0
+#endif
+#define MTALAB_VINLINE inline __attribute__((always_inline))
+#if defined(__GNUC__) && !defined(__clang__)
+// The 8-lane types only ever live inside always-inlined code of the AVX2 functions.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+namespace simd {
+
+template <int L>
+struct Lanes;
+template <>
+struct Lanes<4> {
+  typedef float F __attribute__((vector_size(16)));
+  typedef double D __attribute__((vector_size(16)));  // half the lanes, in double
+};
+template <>
+struct Lanes<8> {
+  typedef float F __attribute__((vector_size(32)));
+  typedef double D __attribute__((vector_size(32)));
+};
+
+inline bool use_avx2() {
+#if MTALAB_SIMD_AVX2
+  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                        !std::getenv("MTALAB_NO_AVX2");
+  return v;
+#else
+  return false;
+#endif
+}
+
+template <class V>
+MTALAB_VINLINE V load(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class V>
+MTALAB_VINLINE void store(float* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
+// The first n (< lanes) elements of p, the other lanes set to `fill`.
+template <class V>
+MTALAB_VINLINE V load_part(const float* p, int64_t n, float fill) {
+  float buf[sizeof(V) / sizeof(float)];
+  for (auto& b : buf) b = fill;
+  std::memcpy(buf, p, n * sizeof(float));
+  return load<V>(buf);
+}
+template <class V>
+MTALAB_VINLINE void store_part(float* p, V v, int64_t n) {
+  float buf[sizeof(V) / sizeof(float)];
+  store(buf, v);
+  std::memcpy(p, buf, n * sizeof(float));
+}
+
+template <int L>
+MTALAB_VINLINE typename Lanes<L>::D lo(const typename Lanes<L>::F& f) {
+  if constexpr (L == 4)
+    return __builtin_convertvector(__builtin_shufflevector(f, f, 0, 1), typename Lanes<L>::D);
+  else
+    return __builtin_convertvector(__builtin_shufflevector(f, f, 0, 1, 2, 3), typename Lanes<L>::D);
+}
+template <int L>
+MTALAB_VINLINE typename Lanes<L>::D hi(const typename Lanes<L>::F& f) {
+  if constexpr (L == 4)
+    return __builtin_convertvector(__builtin_shufflevector(f, f, 2, 3), typename Lanes<L>::D);
+  else
+    return __builtin_convertvector(__builtin_shufflevector(f, f, 4, 5, 6, 7), typename Lanes<L>::D);
+}
+
+// sum of x[0, n) in double: four vector accumulators, then a fixed-order combine.
+template <int L>
+MTALAB_VINLINE double sum_row(const float* x, int64_t n) {
+  using F = typename Lanes<L>::F;
+  using D = typename Lanes<L>::D;
+  D a = {}, b = {}, c = {}, d = {};
+  int64_t j = 0;
+  for (; j + 2 * L <= n; j += 2 * L) {
+    const F f0 = load<F>(x + j), f1 = load<F>(x + j + L);
+    a += lo<L>(f0), b += hi<L>(f0), c += lo<L>(f1), d += hi<L>(f1);
+  }
+  const D t = (a + b) + (c + d);
+  double s = 0;
+  for (size_t l = 0; l < sizeof(D) / sizeof(double); ++l) s += t[l];
+  for (; j < n; ++j) s += x[j];
+  return s;
+}
+// out[i] = sum of row i (length r) for rows [i0, i1).
+template <int L>
+MTALAB_VINLINE void sum_rows_impl(const float* x, float* out, int64_t i0, int64_t i1, int64_t r) {
+  for (int64_t i = i0; i < i1; ++i) out[i] = (float)sum_row<L>(x + i * r, r);
+}
+// part[i] = sum of block i of x[0, n) cut in blocks of bs, for blocks [i0, i1).
+template <int L>
+MTALAB_VINLINE void sum_blocks_impl(const float* x, double* part, int64_t i0, int64_t i1, int64_t bs, int64_t n) {
+  for (int64_t i = i0; i < i1; ++i) part[i] = sum_row<L>(x + i * bs, std::min(n, (i + 1) * bs) - i * bs);
+}
+// out[j] = sum over q < r of base[q * inner + j] for j < jn (<= kTile), each column in
+// row order, in double.
+template <int L>
+MTALAB_VINLINE void sum_cols_impl(const float* base, int64_t r, int64_t inner, int64_t jn, float* out) {
+  using F = typename Lanes<L>::F;
+  using D = typename Lanes<L>::D;
+  constexpr int64_t H = L / 2;
+  double acc[256];
+  std::fill(acc, acc + jn, 0.0);
+  for (int64_t q = 0; q < r; ++q) {
+    const float* row = base + q * inner;
+    int64_t j = 0;
+    for (; j + L <= jn; j += L) {
+      const F f = load<F>(row + j);
+      D a0, a1;
+      std::memcpy(&a0, acc + j, sizeof a0);
+      std::memcpy(&a1, acc + j + H, sizeof a1);
+      a0 += lo<L>(f), a1 += hi<L>(f);
+      std::memcpy(acc + j, &a0, sizeof a0);
+      std::memcpy(acc + j + H, &a1, sizeof a1);
+    }
+    for (; j < jn; ++j) acc[j] += row[j];
+  }
+  for (int64_t j = 0; j < jn; ++j) out[j] = (float)acc[j];
+}
+
+#if MTALAB_SIMD_AVX2
+#define MTALAB_SIMD_ENTRY(NAME, PARAMS, ARGS)                               \
+  void NAME##_base PARAMS { NAME##_impl<4> ARGS; }                           \
+  MTALAB_TARGET_AVX2 void NAME##_avx2 PARAMS { NAME##_impl<8> ARGS; }        \
+  void NAME PARAMS {                                                         \
+    if (use_avx2()) return NAME##_avx2 ARGS;                                 \
+    NAME##_base ARGS;                                                        \
+  }
+#else
+#define MTALAB_SIMD_ENTRY(NAME, PARAMS, ARGS) \
+  void NAME PARAMS { NAME##_impl<4> ARGS; }
+#endif
+MTALAB_SIMD_ENTRY(sum_rows, (const float* x, float* out, int64_t i0, int64_t i1, int64_t r), (x, out, i0, i1, r))
+MTALAB_SIMD_ENTRY(sum_blocks, (const float* x, double* part, int64_t i0, int64_t i1, int64_t bs, int64_t n),
+                  (x, part, i0, i1, bs, n))
+MTALAB_SIMD_ENTRY(sum_cols, (const float* base, int64_t r, int64_t inner, int64_t jn, float* out),
+                  (base, r, inner, jn, out))
+#undef MTALAB_SIMD_ENTRY
+
+}  // namespace simd
 
 template <typename T>
 void reduce_typed(ReduceKind k, const Tensor& xt, int64_t dim, const Tensor& ot) {
@@ -22,6 +182,9 @@ void reduce_typed(ReduceKind k, const Tensor& xt, int64_t dim, const Tensor& ot)
     // One long sum: fixed-size blocks summed in parallel, then in order (deterministic).
     const int64_t bs = 1 << 13, nb = (r + bs - 1) / bs;
     std::vector<double> part(nb);
+    if constexpr (std::is_same_v<T, float>)
+      parallel_for(nb, 1, [&](int64_t b, int64_t e) { simd::sum_blocks(x, part.data(), b, e, bs, r); });
+    else
     parallel_for(nb, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         double acc = 0;
@@ -33,6 +196,13 @@ void reduce_typed(ReduceKind k, const Tensor& xt, int64_t dim, const Tensor& ot)
     for (double p : part) acc += p;
     o[0] = (T)acc;
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (inner == 1 && is_sum) {
+      parallel_for(outer, std::max<int64_t>(1, 8192 / std::max<int64_t>(r, 1)),
+                   [&](int64_t b, int64_t e) { simd::sum_rows(x, o, b, e, r); });
+      return;
+    }
   }
   if (inner == 1) {
     parallel_for(outer, std::max<int64_t>(1, 8192 / std::max<int64_t>(r, 1)), [&](int64_t b, int64_t e) {
@@ -58,6 +228,12 @@ void reduce_typed(ReduceKind k, const Tensor& xt, int64_t dim, const Tensor& ot)
     for (int64_t t = b; t < e; ++t) {
       const int64_t oi = t / tiles, j0 = (t % tiles) * kTile, jn = std::min(inner, j0 + kTile) - j0;
       const T* base = x + oi * r * inner + j0;
+      if constexpr (std::is_same_v<T, float>) {
+        if (is_sum) {
+          simd::sum_cols(base, r, inner, jn, o + oi * inner + j0);
+          continue;
+        }
+      }
       for (int64_t j = 0; j < jn; ++j) acc[j] = is_sum ? 0.0 : -std::numeric_limits<double>::infinity();
       for (int64_t q = 0; q < r; ++q) {
         const T* row = base + q * inner;

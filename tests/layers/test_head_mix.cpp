@@ -152,6 +152,21 @@ TEST_CASE("head_mix: causal, changing row r of one head changes no output row < 
   CHECK(before == 0);
   CHECK(other_group == 0);
   CHECK(at == 2 * (r + 1));  // both heads of the group, columns 0..r (above the diagonal stays 0)
+  // Entries above the diagonal are never read: NaN there (input or upstream gradient)
+  // changes no output and leaves the gradients finite.
+  std::vector<double> xn = x.to_vector<double>(), gv(B * H * T * T, 1.0);
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t i = 0; i < T; ++i)
+      for (int64_t j = i + 1; j < T; ++j) xn[(h * T + i) * T + j] = gv[(h * T + i) * T + j] = std::nan("");
+  Tensor xt = from_vector(xn, {B, H, T, T}).set_requires_grad(true);
+  Tensor Mg = M.detach().clone().set_requires_grad(true);
+  const Tensor yn = head_mix(xt, Mg);
+  CHECK(max_abs_diff(yn.to_vector<double>(), y0) == 0.0);
+  yn.backward(from_vector(gv, {B, H, T, T}));
+  int nonfinite = 0;
+  for (double v : xt.grad().to_vector<double>()) nonfinite += !std::isfinite(v);
+  for (double v : Mg.grad().to_vector<double>()) nonfinite += !std::isfinite(v);
+  CHECK(nonfinite == 0);
 }
 
 TEST_CASE("head_mix: results do not depend on the thread count") {

@@ -129,7 +129,7 @@ TEST_CASE("kq_conv: forward matches the naive loop (every pad, f64 and f32, tile
 }
 
 TEST_CASE("kq_conv: gradients w.r.t. input and kernel by finite differences") {
-  // Every pad mode; 1x1, even c_q, even c_k (left/right), c_k > T, and a T long enough
+  // Every pad mode; 1x1, even c_q, even c_k (left/right), c_k > T, c_q > T, and a T long enough
   // for the tiled interior path (W = 16 doubles).
   struct G {
     KqCase k;
@@ -140,7 +140,8 @@ TEST_CASE("kq_conv: gradients w.r.t. input and kernel by finite differences") {
       {{2, 3, KqPad::both}, 2, 2, 5},  {{2, 3, KqPad::left}, 2, 2, 5},   {{2, 3, KqPad::right}, 2, 2, 5},
       {{4, 2, KqPad::left}, 1, 2, 6},  {{4, 2, KqPad::right}, 1, 2, 6},  {{3, 5, KqPad::both}, 1, 3, 6},
       {{2, 7, KqPad::both}, 1, 2, 4},  {{3, 9, KqPad::left}, 1, 2, 4},   {{2, 6, KqPad::right}, 1, 2, 3},
-      {{6, 11, KqPad::both}, 1, 1, 7}, {{3, 5, KqPad::both}, 1, 1, 40}, {{2, 3, KqPad::left}, 1, 1, 36},
+      {{6, 11, KqPad::both}, 1, 1, 7}, {{5, 3, KqPad::right}, 1, 2, 3}, {{3, 5, KqPad::both}, 1, 1, 40},
+      {{2, 3, KqPad::left}, 1, 1, 36},
   };
   for (const G& c : cases) {
     CAPTURE(case_name(c.k));
@@ -222,12 +223,21 @@ TEST_CASE("kq_conv: causal, changing input row r changes no output row < r, and 
       CHECK(changed_at > 0);  // the perturbation is seen (tap a = cq-1 reads row i itself)
       CHECK(above == 0);
     }
-    // Entries above the diagonal of the input are ignored entirely.
-    std::vector<double> xv = x.to_vector<double>();
+    // Entries above the diagonal are never read: NaN there in the input leaves the output
+    // unchanged, and NaN there in the upstream gradient leaves both gradients finite.
+    std::vector<double> xv = x.to_vector<double>(), gv(B * H * T * T, 1.0);
     for (int64_t h = 0; h < H; ++h)
       for (int64_t i = 0; i < T; ++i)
-        for (int64_t j = i + 1; j < T; ++j) xv[(h * T + i) * T + j] = 1e6;
-    CHECK(max_abs_diff(kq_conv(from_vector(xv, {B, H, T, T}), K, kc.pad).to_vector<double>(), y0) == 0.0);
+        for (int64_t j = i + 1; j < T; ++j) xv[(h * T + i) * T + j] = gv[(h * T + i) * T + j] = std::nan("");
+    Tensor xn = from_vector(xv, {B, H, T, T}).set_requires_grad(true);
+    Tensor Kg = K.detach().clone().set_requires_grad(true);
+    const Tensor yn = kq_conv(xn, Kg, kc.pad);
+    CHECK(max_abs_diff(yn.to_vector<double>(), y0) == 0.0);
+    yn.backward(from_vector(gv, {B, H, T, T}));
+    int nonfinite = 0;
+    for (double v : xn.grad().to_vector<double>()) nonfinite += !std::isfinite(v);
+    for (double v : Kg.grad().to_vector<double>()) nonfinite += !std::isfinite(v);
+    CHECK(nonfinite == 0);
   }
 }
 
