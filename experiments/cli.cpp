@@ -140,6 +140,7 @@ int cmd_train(int argc, char** argv) {
   flags.add_options()("help,h", "show this help")("config", po::value<std::string>(), "INI file of options")(
       "overwrite", "replace an existing run log in run.out")("resume", "continue the run in run.out from its checkpoint")(
       "init-from", po::value<std::string>(), "load parameters (only) from this checkpoint")(
+      "no-shuffle", "visit training windows in file order (same as --data.shuffle false)")(
       "quiet", "no progress lines");
   // A resumed run starts from the options it was started with.
   std::map<std::string, std::string> base;
@@ -157,6 +158,11 @@ int cmd_train(int argc, char** argv) {
     }
   }
   CommandLine cl = parse(argc, argv, flags, base);
+  if (cl.flags.count("no-shuffle")) {
+    if (cl.given.count("data.shuffle") && cl.train.get_bool("data.shuffle"))
+      throw InputError("--no-shuffle contradicts --data.shuffle " + cl.given["data.shuffle"]);
+    cl.train.set("data.shuffle", "false");
+  }
   if (cl.flags.count("resume") && cl.flags.count("init-from"))
     throw InputError("--resume and --init-from cannot be combined (resume restores everything from the run's checkpoint)");
   if (cl.flags.count("resume") && cl.flags.count("overwrite"))

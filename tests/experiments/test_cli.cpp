@@ -150,6 +150,17 @@ TEST_CASE("cli: corrupt and mismatched checkpoints exit 2 naming the parameter a
   CHECK(ev.out.find("error_rate") != std::string::npos);
 }
 
+TEST_CASE("cli: --no-shuffle is data.shuffle=false") {
+  Sandbox s("noshuffle");
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "some text to train on. ";
+  std::ofstream(s / "t.txt") << text;
+  REQUIRE(s.run("train --data.task text --data.path t.txt --data.seq_len 16 --train.steps 1 --no-shuffle --run.out r" + kTiny).code == 0);
+  CHECK(RunLog::open_read(s / "r/run.h5").attr_string("data.shuffle") == "false");
+  check_bad(s.run("train --data.task text --data.path t.txt --no-shuffle --data.shuffle true --run.out q" + kTiny),
+            "--no-shuffle contradicts");
+}
+
 TEST_CASE("cli: a run killed with SIGKILL leaves a log that reads back with its rows; SIGINT stops cleanly") {
   Sandbox s("kill");
   for (int sig : {SIGKILL, SIGINT}) {

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -61,7 +62,43 @@ RunRequest text_run(const std::string& dir, int64_t steps, const std::string& at
   return r;
 }
 
+// A variant that turns its output into NaN from its 4th forward call on: a run that diverges.
+class NanAttention final : public Attention {
+ public:
+  using Attention::Attention;
+  Tensor forward(const Tensor& x, const Rope& rope, Generator&) override {
+    Tensor q, k, v;
+    project_qkv(x, rope, q, k, v);
+    Tensor o = output(matmul(causal_softmax(matmul(q, transpose(k, -1, -2))), v));
+    return ++calls_ >= 4 ? mul(o, std::nan("")) : o;
+  }
+
+ private:
+  int calls_ = 0;
+};
+MTALAB_REGISTER_ATTENTION(test_nan, "test only: NaN output from the 4th call", {},
+                          [](const AttentionConfig& c, const OptionValues&) { return std::make_shared<NanAttention>(c); });
+
 }  // namespace
+
+TEST_CASE("training: a diverging run stops naming the step and parameter, after writing the log and a checkpoint") {
+  const std::string dir = temp_dir("diverge");
+  RunRequest r = text_run(dir, 20, "test_nan");
+  r.config.model.n_layers = 1;
+  r.config.model.dropout = 0;
+  std::string msg;
+  try {
+    train(r);
+  } catch (const DivergedError& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("training diverged at step 4: loss nan") != std::string::npos);
+  CHECK(msg.find("first parameter with a non-finite gradient: tok_embeddings.weight") != std::string::npos);
+  RunLog log = RunLog::open_read(run_log_path(r.config.out_dir));
+  CHECK(log.steps("train") == std::vector<int64_t>{1, 2, 3});
+  CHECK(fs::exists(checkpoint_path(r.config.out_dir)));
+  fs::remove_all(dir);
+}
 
 TEST_CASE("training: a tiny model's loss gradient, float64, end to end, softmax and MTA with every option on") {
   for (std::string variant : {"softmax", "mta"}) {
