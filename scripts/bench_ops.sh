@@ -5,15 +5,16 @@
 #
 #   scripts/bench_ops.sh [--save FILE] [--no-build] [--filter SUBSTR]
 #
-# Environment: OMP_NUM_THREADS (default 2), ROUNDS (default 3), MIN_TIME (seconds of timed
-# calls per case and round, default 0.4), BUILD_DIR (default build-bench).
+# Environment: OMP_NUM_THREADS (default 2), ROUNDS (default 5), MIN_TIME (seconds of timed
+# calls per case and round, default 0.4), BUILD_DIR (default build-bench), KEEP_RAW (a
+# directory to keep every round's raw output in).
 #
 # Noise handling: each program reports a per-case median over its timed calls; the two
 # programs run alternately ROUNDS times (mtalab first in odd rounds, torch first in even
 # ones), and the table shows, per side, the best (lowest) of the round medians, which
 # discards rounds disturbed by other load on the machine. "spread" is the largest
 # max/min ratio of the round medians of either side; a case marked "~" (spread > 1.25)
-# was disturbed and its ratio should be read with care.
+# was disturbed and its ratio should be read with care. About 4 minutes with the defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +29,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 MIN_TIME=${MIN_TIME:-0.4}
 BUILD_DIR=${BUILD_DIR:-build-bench}
 TORCH_PY=/usr/bin/python3  # the python3 on PATH has no torch
@@ -41,6 +42,7 @@ BIN="$BUILD_DIR/bench_ops"
 [[ -x $BIN ]] || { echo "bench_ops: $BIN not built" >&2; exit 1; }
 "$TORCH_PY" -c "import torch" 2>/dev/null || { echo "bench_ops: $TORCH_PY has no torch" >&2; exit 1; }
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 tmp=$(mktemp -d)
 trap '[[ -n ${KEEP_RAW:-} ]] && cp -r "$tmp" "$KEEP_RAW"; rm -rf "$tmp"' EXIT
 args=(--threads "$OMP_NUM_THREADS" --min-time "$MIN_TIME")
@@ -57,9 +59,10 @@ torch_ver=$("$TORCH_PY" -c 'import torch; print(torch.__version__)')
 {
   echo "# mtalab vs PyTorch $torch_ver, CPU ops, float32"
   echo "# date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "# cpu: $cpu ($(nproc) logical CPUs visible)"
+  echo "# cpu: $cpu ($(nproc) logical CPUs visible; $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'avx2|fma|avx512f' | sort | tr '\n' ' ')flags)"
   echo "# threads: OMP_NUM_THREADS=$OMP_NUM_THREADS (torch.set_num_threads($OMP_NUM_THREADS))"
   echo "# rounds: $ROUNDS alternating, min_time ${MIN_TIME}s per case and round; ms = best round median"
+  echo "# load average (1/5/15 min) before: $load_start, after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# mtalab commit: $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) (plus uncommitted changes, if any)"
   "$TORCH_PY" - "$tmp" "$ROUNDS" <<'EOF'
 import sys, os

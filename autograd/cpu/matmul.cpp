@@ -73,8 +73,13 @@ void matmul_typed(Tensor a, Tensor b, const Tensor& out) {
   };
   // Many small matrices: one per thread, BLAS single-threaded inside the region (the
   // OpenMP build of OpenBLAS runs serially when called from a parallel region). Few
-  // large ones: BLAS threads each call.
-  const bool per_thread = nbatch >= 2 && M * N * K < (int64_t)1 << 21;
+  // large ones: BLAS threads each call. In between (attention maps: 32 x 256x256x64),
+  // splitting the batch beats BLAS's own threading of each call as long as every thread
+  // gets the same number of matrices, or enough of them that one extra matters little.
+  const int64_t nt = omp_get_max_threads();
+  const bool even_split = nbatch % nt == 0 || nbatch >= 4 * nt;
+  const bool per_thread =
+      nbatch >= 2 && (M * N * K < (int64_t)1 << 21 || (nt > 1 && even_split && M * N * K < (int64_t)1 << 27));
   if (per_thread) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < nbatch; ++i) one(i);

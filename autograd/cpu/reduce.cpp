@@ -14,9 +14,8 @@ namespace {
 // ---- float32 SIMD --------------------------------------------------------------------
 // The hot float32 loops are written once over GCC vector types of L lanes and compiled
 // twice: 4 lanes for the x86-64 baseline (SSE2) and 8 lanes with AVX2+FMA, chosen at run
-// time (MTALAB_NO_AVX2=1 forces the baseline). Every element goes through the vector code,
-// a row's tail through a zero-padded vector, so a value never depends on where a
-// thread's chunk begins: results stay identical whatever the thread count.
+// time (MTALAB_NO_AVX2=1 forces the baseline). Every sum is taken in an order fixed by the
+// shape alone, so results stay identical whatever the thread count.
 #if defined(__GNUC__) && defined(__x86_64__)
 #define MTALAB_SIMD_AVX2 1
 #define MTALAB_TARGET_AVX2 __attribute__((target("avx2,fma")))
@@ -60,25 +59,6 @@ MTALAB_VINLINE V load(const float* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-template <class V>
-MTALAB_VINLINE void store(float* p, V v) {
-  std::memcpy(p, &v, sizeof v);
-}
-// The first n (< lanes) elements of p, the other lanes set to `fill`.
-template <class V>
-MTALAB_VINLINE V load_part(const float* p, int64_t n, float fill) {
-  float buf[sizeof(V) / sizeof(float)];
-  for (auto& b : buf) b = fill;
-  std::memcpy(buf, p, n * sizeof(float));
-  return load<V>(buf);
-}
-template <class V>
-MTALAB_VINLINE void store_part(float* p, V v, int64_t n) {
-  float buf[sizeof(V) / sizeof(float)];
-  store(buf, v);
-  std::memcpy(p, buf, n * sizeof(float));
-}
-
 template <int L>
 MTALAB_VINLINE typename Lanes<L>::D lo(const typename Lanes<L>::F& f) {
   if constexpr (L == 4)
@@ -94,20 +74,26 @@ MTALAB_VINLINE typename Lanes<L>::D hi(const typename Lanes<L>::F& f) {
     return __builtin_convertvector(__builtin_shufflevector(f, f, 4, 5, 6, 7), typename Lanes<L>::D);
 }
 
-// sum of x[0, n) in double: four vector accumulators, then a fixed-order combine.
+// sum of x[0, n): blocks of 16 vectors are summed in float (each lane adds 16 values,
+// as a tree of depth 4 over 4 accumulators), and the block sums in double, so the error
+// does not grow with n. Fixed order throughout.
 template <int L>
 MTALAB_VINLINE double sum_row(const float* x, int64_t n) {
   using F = typename Lanes<L>::F;
   using D = typename Lanes<L>::D;
-  D a = {}, b = {}, c = {}, d = {};
+  D acc = {};
   int64_t j = 0;
-  for (; j + 2 * L <= n; j += 2 * L) {
-    const F f0 = load<F>(x + j), f1 = load<F>(x + j + L);
-    a += lo<L>(f0), b += hi<L>(f0), c += lo<L>(f1), d += hi<L>(f1);
+  for (; j + 16 * L <= n; j += 16 * L) {
+    const float* p = x + j;
+    F a = load<F>(p), b = load<F>(p + L), c = load<F>(p + 2 * L), d = load<F>(p + 3 * L);
+    for (int k = 4 * L; k < 16 * L; k += 4 * L) {
+      a += load<F>(p + k), b += load<F>(p + k + L), c += load<F>(p + k + 2 * L), d += load<F>(p + k + 3 * L);
+    }
+    const F t = (a + b) + (c + d);
+    acc += lo<L>(t) + hi<L>(t);
   }
-  const D t = (a + b) + (c + d);
   double s = 0;
-  for (size_t l = 0; l < sizeof(D) / sizeof(double); ++l) s += t[l];
+  for (size_t l = 0; l < sizeof(D) / sizeof(double); ++l) s += acc[l];
   for (; j < n; ++j) s += x[j];
   return s;
 }
@@ -121,8 +107,8 @@ template <int L>
 MTALAB_VINLINE void sum_blocks_impl(const float* x, double* part, int64_t i0, int64_t i1, int64_t bs, int64_t n) {
   for (int64_t i = i0; i < i1; ++i) part[i] = sum_row<L>(x + i * bs, std::min(n, (i + 1) * bs) - i * bs);
 }
-// out[j] = sum over q < r of base[q * inner + j] for j < jn (<= kTile), each column in
-// row order, in double.
+// out[j] = sum over q < r of base[q * inner + j] for j < jn (<= kTile): groups of 8 rows
+// are summed in float (a tree of depth 3), the group sums in double, in row order.
 template <int L>
 MTALAB_VINLINE void sum_cols_impl(const float* base, int64_t r, int64_t inner, int64_t jn, float* out) {
   using F = typename Lanes<L>::F;
@@ -130,7 +116,28 @@ MTALAB_VINLINE void sum_cols_impl(const float* base, int64_t r, int64_t inner, i
   constexpr int64_t H = L / 2;
   double acc[256];
   std::fill(acc, acc + jn, 0.0);
-  for (int64_t q = 0; q < r; ++q) {
+  int64_t q = 0;
+  for (; q + 8 <= r; q += 8) {
+    const float* row = base + q * inner;
+    int64_t j = 0;
+    for (; j + L <= jn; j += L) {
+      const float* p = row + j;
+      const F f = ((load<F>(p) + load<F>(p + inner)) + (load<F>(p + 2 * inner) + load<F>(p + 3 * inner))) +
+                  ((load<F>(p + 4 * inner) + load<F>(p + 5 * inner)) + (load<F>(p + 6 * inner) + load<F>(p + 7 * inner)));
+      D a0, a1;
+      std::memcpy(&a0, acc + j, sizeof a0);
+      std::memcpy(&a1, acc + j + H, sizeof a1);
+      a0 += lo<L>(f), a1 += hi<L>(f);
+      std::memcpy(acc + j, &a0, sizeof a0);
+      std::memcpy(acc + j + H, &a1, sizeof a1);
+    }
+    for (; j < jn; ++j) {
+      const float* p = row + j;
+      acc[j] += ((p[0] + p[inner]) + (p[2 * inner] + p[3 * inner])) +
+                ((p[4 * inner] + p[5 * inner]) + (p[6 * inner] + p[7 * inner]));
+    }
+  }
+  for (; q < r; ++q) {
     const float* row = base + q * inner;
     int64_t j = 0;
     for (; j + L <= jn; j += L) {
@@ -182,16 +189,17 @@ void reduce_typed(ReduceKind k, const Tensor& xt, int64_t dim, const Tensor& ot)
     // One long sum: fixed-size blocks summed in parallel, then in order (deterministic).
     const int64_t bs = 1 << 13, nb = (r + bs - 1) / bs;
     std::vector<double> part(nb);
-    if constexpr (std::is_same_v<T, float>)
+    if constexpr (std::is_same_v<T, float>) {
       parallel_for(nb, 1, [&](int64_t b, int64_t e) { simd::sum_blocks(x, part.data(), b, e, bs, r); });
-    else
-    parallel_for(nb, 1, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        double acc = 0;
-        for (int64_t j = i * bs, je = std::min(r, j + bs); j < je; ++j) acc += x[j];
-        part[i] = acc;
-      }
-    });
+    } else {
+      parallel_for(nb, 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          double acc = 0;
+          for (int64_t j = i * bs, je = std::min(r, j + bs); j < je; ++j) acc += x[j];
+          part[i] = acc;
+        }
+      });
+    }
     double acc = 0;
     for (double p : part) acc += p;
     o[0] = (T)acc;
