@@ -10,7 +10,7 @@
 //
 // Inputs are deterministic formulas (the same in both programs), so the CHECK lines
 // (loss and gradient norms) must agree between the two. Output, one line each:
-//   RESULT <case> <median ms>
+//   RESULT <case> <median ms> <min ms>
 //   CHECK <case> <name> <value>
 // Usage: bench_mta [repeats=5] [max_T=1024]
 #include <algorithm>
@@ -49,9 +49,18 @@ Tensor mix_weights(double phase) {
 
 double abs_sum(const Tensor& t) { return sum(abs(t)).item(); }
 
+struct Timing {
+  double median, min;
+};
+// Warm-up: at least 3 runs and 0.5 s (at most 20 runs), so first-touch page faults and
+// allocator growth are not timed; then `repeats` timed runs.
 template <typename F>
-double median_ms(int repeats, const F& f) {
-  f();  // warm-up
+Timing time_ms(int repeats, const F& f) {
+  const auto w0 = std::chrono::steady_clock::now();
+  for (int w = 0; w < 20; ++w) {
+    f();
+    if (w >= 2 && std::chrono::steady_clock::now() - w0 > std::chrono::milliseconds(500)) break;
+  }
   std::vector<double> ms;
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -60,7 +69,8 @@ double median_ms(int repeats, const F& f) {
     ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
   }
   std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+  const size_t n = ms.size();
+  return {n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]), ms[0]};
 }
 
 void bench_kqconv(int64_t T, int64_t cq, int64_t ck, int repeats) {
@@ -73,8 +83,8 @@ void bench_kqconv(int64_t T, int64_t cq, int64_t ck, int repeats) {
     K.zero_grad();
     kq_conv(x, K, KqPad::both).backward(G);
   };
-  const double ms = median_ms(repeats, step);
-  std::printf("RESULT %s %.3f\n", name.c_str(), ms);
+  const Timing t = time_ms(repeats, step);
+  std::printf("RESULT %s %.3f %.3f\n", name.c_str(), t.median, t.min);
   std::printf("CHECK %s out_sum %.6e\n", name.c_str(), sum(mul(kq_conv(x.detach(), K.detach(), KqPad::both), G)).item());
   std::printf("CHECK %s gx_l1 %.6e\n", name.c_str(), abs_sum(x.grad()));
   std::printf("CHECK %s gK_l1 %.6e\n", name.c_str(), abs_sum(K.grad()));
@@ -99,8 +109,8 @@ void bench_mta(int64_t T, int64_t cq, int64_t ck, int repeats) {
     loss = sum(matmul(p, v));
     loss.backward();
   };
-  const double ms = median_ms(repeats, step);
-  std::printf("RESULT %s %.3f\n", name.c_str(), ms);
+  const Timing t = time_ms(repeats, step);
+  std::printf("RESULT %s %.3f %.3f\n", name.c_str(), t.median, t.min);
   std::printf("CHECK %s loss %.6e\n", name.c_str(), loss.item());
   std::printf("CHECK %s gq_l1 %.6e\n", name.c_str(), abs_sum(q.grad()));
   std::printf("CHECK %s gv_l1 %.6e\n", name.c_str(), abs_sum(v.grad()));

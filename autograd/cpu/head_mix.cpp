@@ -18,7 +18,7 @@
 #include "autograd/cpu/parallel.h"
 #include "autograd/kernels_attention.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MTALAB_NO_ISA_CLONES)
 #define MTALAB_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MTALAB_ISA_CLONES
@@ -45,6 +45,7 @@ MTALAB_ALWAYS_INLINE void mix_row(const T* __restrict src, int64_t map, const T*
 }
 
 // sum_{k < len} a[k] * b[k], with four independent vector accumulators (fixed order).
+// The body assumes U == 4.
 template <typename T>
 MTALAB_ALWAYS_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t len) {
   typedef T V __attribute__((vector_size(32)));
@@ -63,11 +64,15 @@ MTALAB_ALWAYS_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t
     }
   T tail = 0;
   for (; k < len; ++k) tail += a[k] * b[k];
-  T lanes[U * L];
-  std::memcpy(lanes, A, sizeof(lanes));
-  T sum = 0;
-  for (int q = 0; q < U * L; ++q) sum += lanes[q];
-  return sum + tail;
+  // Lanes summed as a fixed tree (short dependency chains).
+  V v = (A[0] + A[1]) + (A[2] + A[3]);
+  T lanes[L];
+  std::memcpy(lanes, &v, sizeof(lanes));
+#pragma GCC unroll 4
+  for (int w = L / 2; w > 0; w /= 2)
+#pragma GCC unroll 4
+    for (int q = 0; q < w; ++q) lanes[q] += lanes[q + w];
+  return lanes[0] + tail;
 }
 
 // Rows [q0, q1) of one group: x and out point at the group's first map.

@@ -13,7 +13,7 @@
 // can leave the valid region, are done in register tiles (up to 8 vectors of outputs)
 // that sum all cq*ck taps before storing; the few entries near the edges and the
 // diagonal take a bounds-checked path that sums the taps in the same order. The kernel
-// gradient correlates one gout row with one x row at up to 8 key lags at once, each x
+// gradient correlates one gout row with one x row at up to 12 key lags at once, each x
 // vector loaded once. The row functions are compiled for AVX-512, AVX2+FMA and baseline
 // x86-64 and picked at load time (target_clones).
 #include <omp.h>
@@ -26,7 +26,7 @@
 #include "autograd/cpu/parallel.h"
 #include "autograd/kernels_attention.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MTALAB_NO_ISA_CLONES)
 #define MTALAB_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MTALAB_ISA_CLONES
@@ -197,6 +197,22 @@ MTALAB_ALWAYS_INLINE void gx_row_impl(const T* go, const T* K, T* gx, const KqGe
   for (int64_t s = r + 1; s < g.n; ++s) gx[s] = 0;  // Mask_0: no gradient above the diagonal
 }
 
+// Sum of the lanes of U vectors, as a fixed tree (short dependency chains).
+template <typename T, int U>
+MTALAB_ALWAYS_INLINE T hsum(const typename Simd<T>::V* A) {
+  constexpr int L = Simd<T>::L;
+  typename Simd<T>::V v = A[0];
+#pragma GCC unroll 4
+  for (int u = 1; u < U; ++u) v += A[u];
+  T lanes[L];
+  std::memcpy(lanes, &v, sizeof(lanes));
+#pragma GCC unroll 4
+  for (int w = L / 2; w > 0; w /= 2)
+#pragma GCC unroll 4
+    for (int q = 0; q < w; ++q) lanes[q] += lanes[q + w];
+  return lanes[0];
+}
+
 // For the CB taps t of a block, acc[t] += sum_{s in [lo,hi)} gi[s + e0 - t] * xr[s], with
 // CB*U vector accumulators (x loaded once for CB taps; U independent chains per tap).
 template <typename T, int CB, int U>
@@ -205,7 +221,7 @@ MTALAB_ALWAYS_INLINE void gk_block(const T* __restrict gi, const T* __restrict x
   using V = typename Simd<T>::V;
   constexpr int L = Simd<T>::L;
   V A[CB][U];
-#pragma GCC unroll 8
+#pragma GCC unroll 12
   for (int t = 0; t < CB; ++t)
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) A[t][u] = V{};
@@ -214,7 +230,7 @@ MTALAB_ALWAYS_INLINE void gk_block(const T* __restrict gi, const T* __restrict x
     V xv[U];
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) std::memcpy(&xv[u], xr + s + u * L, sizeof(V));
-#pragma GCC unroll 8
+#pragma GCC unroll 12
     for (int t = 0; t < CB; ++t) {
       const T* gp = gi + s + e0 - t;
 #pragma GCC unroll 4
@@ -228,11 +244,7 @@ MTALAB_ALWAYS_INLINE void gk_block(const T* __restrict gi, const T* __restrict x
   for (int t = 0; t < CB; ++t) {
     T tail = 0;
     for (int64_t ss = s; ss < hi; ++ss) tail += gi[ss + e0 - t] * xr[ss];
-    T lanes[U * L];
-    std::memcpy(lanes, A[t], sizeof(lanes));
-    T sum = 0;
-    for (int q = 0; q < U * L; ++q) sum += lanes[q];
-    acc[t] += (double)(sum + tail);
+    acc[t] += (double)(hsum<T, U>(A[t]) + tail);
   }
 }
 
@@ -247,16 +259,25 @@ MTALAB_ALWAYS_INLINE void gk_row_impl(const T* go, const T* x, double* acc, cons
     double* acc_a = acc + a * g.ck;
     for (int64_t c0 = 0; c0 < g.ck;) {
       const int64_t left = g.ck - c0;
-      const int64_t cb = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+      const int64_t cb = left <= 12 ? left : 8;  // up to 12 lags in one pass (registers permitting)
       // Tap c reads s in [max(0, c-p), min(r, i-p+c)]; the block's common range:
       const int64_t lo = std::max<int64_t>(0, c0 + cb - 1 - g.p);
       const int64_t hi = std::max(lo, std::min(r, i - g.p + c0) + 1);
       const int64_t e0 = g.p - c0;
-      switch (cb) {
-        case 8: gk_block<T, 8, 1>(gi, xr, lo, hi, e0, acc_a + c0); break;
-        case 4: gk_block<T, 4, 2>(gi, xr, lo, hi, e0, acc_a + c0); break;
-        case 2: gk_block<T, 2, 2>(gi, xr, lo, hi, e0, acc_a + c0); break;
-        default: gk_block<T, 1, 4>(gi, xr, lo, hi, e0, acc_a + c0); break;
+      double* at = acc_a + c0;
+      switch (cb) {  // CB*U >= 4 independent accumulator chains
+        case 12: gk_block<T, 12, 1>(gi, xr, lo, hi, e0, at); break;
+        case 11: gk_block<T, 11, 1>(gi, xr, lo, hi, e0, at); break;
+        case 10: gk_block<T, 10, 1>(gi, xr, lo, hi, e0, at); break;
+        case 9: gk_block<T, 9, 1>(gi, xr, lo, hi, e0, at); break;
+        case 8: gk_block<T, 8, 1>(gi, xr, lo, hi, e0, at); break;
+        case 7: gk_block<T, 7, 1>(gi, xr, lo, hi, e0, at); break;
+        case 6: gk_block<T, 6, 1>(gi, xr, lo, hi, e0, at); break;
+        case 5: gk_block<T, 5, 1>(gi, xr, lo, hi, e0, at); break;
+        case 4: gk_block<T, 4, 1>(gi, xr, lo, hi, e0, at); break;
+        case 3: gk_block<T, 3, 2>(gi, xr, lo, hi, e0, at); break;
+        case 2: gk_block<T, 2, 2>(gi, xr, lo, hi, e0, at); break;
+        default: gk_block<T, 1, 4>(gi, xr, lo, hi, e0, at); break;
       }
       for (int64_t c = c0; c < c0 + cb; ++c) {  // each tap's reads outside the common range
         const int64_t e = g.p - c, lo_c = std::max<int64_t>(0, -e), hi_c = std::min(r, i - e) + 1;
