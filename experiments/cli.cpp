@@ -205,20 +205,7 @@ int cmd_eval(int argc, char** argv) {
   auto data = make_train_data(c);
   Transformer model(c.model);
   CheckpointData d = load_checkpoint(ck);
-  NamedParams params = model.named_parameters();
-  {
-    NoGradGuard ng;
-    for (auto& [name, t] : params) {
-      auto it = d.params.find(name);
-      if (it == d.params.end())
-        throw InputError("checkpoint '" + ck + "': parameter '" + name + "' is missing (expected shape " +
-                         shape_str(t.shape()) + ")");
-      if (it->second.shape != t.shape())
-        throw InputError("checkpoint '" + ck + "': parameter '" + name + "' has shape " + shape_str(it->second.shape) +
-                         ", the model expects " + shape_str(t.shape()));
-      std::visit([&](const auto& v) { copy_(t, from_vector(v, it->second.shape, {t.dtype()})); }, it->second.values);
-    }
-  }
+  load_parameters(d, model.named_parameters(), ck);
   model.train(false);
   EvalResult r = data->evaluate(model);
   std::printf("%s on %s: loss %.4f | %s %.4f\n", ck.c_str(), c.task == "text" ? c.data_path.c_str() : "find_block",

@@ -58,23 +58,6 @@ Tensor from_ckpt(const CheckpointTensor& c, DType dtype) {
   return std::visit([&](const auto& v) { return from_vector(v, c.shape, {dtype}); }, c.values);
 }
 
-// Copies checkpoint tensors into live ones; a missing name or a shape mismatch is an
-// InputError naming the parameter and both shapes.
-void load_named(const std::map<std::string, CheckpointTensor>& src, const NamedParams& dst, const std::string& file,
-                const char* what) {
-  NoGradGuard ng;
-  for (auto& [name, t] : dst) {
-    auto it = src.find(name);
-    if (it == src.end())
-      throw InputError("checkpoint '" + file + "': " + what + " '" + name + "' is missing (expected shape " +
-                       shape_str(t.shape()) + ")");
-    if (it->second.shape != t.shape())
-      throw InputError("checkpoint '" + file + "': " + what + " '" + name + "' has shape " +
-                       shape_str(it->second.shape) + ", the model expects " + shape_str(t.shape()));
-    copy_(t, from_ckpt(it->second, t.dtype()));
-  }
-}
-
 std::string first_nonfinite_grad(const NamedParams& params) {
   NoGradGuard ng;
   for (auto& [n, p] : params)
@@ -99,6 +82,20 @@ std::string now_iso() {
 std::string run_log_path(const std::string& out) { return (std::filesystem::path(out) / "run.h5").string(); }
 std::string checkpoint_path(const std::string& out) { return (std::filesystem::path(out) / "checkpoint.h5").string(); }
 
+void load_parameters(const CheckpointData& ck, const NamedParams& params, const std::string& file) {
+  NoGradGuard ng;
+  for (auto& [name, t] : params) {
+    auto it = ck.params.find(name);
+    if (it == ck.params.end())
+      throw InputError("checkpoint '" + file + "': parameter '" + name + "' is missing (expected shape " +
+                       shape_str(t.shape()) + ")");
+    if (it->second.shape != t.shape())
+      throw InputError("checkpoint '" + file + "': parameter '" + name + "' has shape " + shape_str(it->second.shape) +
+                       ", the model expects " + shape_str(t.shape()));
+    copy_(t, from_ckpt(it->second, t.dtype()));
+  }
+}
+
 void install_stop_handlers() {
   std::signal(SIGINT, on_stop);
   std::signal(SIGTERM, on_stop);
@@ -121,7 +118,7 @@ RunSummary train(const RunRequest& req) {
 
   if (req.resume) {
     CheckpointData ck = load_checkpoint(ckpt_path);
-    load_named(ck.params, params, ckpt_path, "parameter");
+    load_parameters(ck, params, ckpt_path);
     NamedParams ostate;
     for (auto& [n, t] : ck.optim) ostate.emplace_back(n, from_ckpt(t, c.model.dtype));
     auto need = [&](const std::string& k) {
@@ -139,7 +136,7 @@ RunSummary train(const RunRequest& req) {
     data->set_state(ds);
   } else if (!req.init_from.empty()) {
     CheckpointData ck = load_checkpoint(req.init_from);
-    load_named(ck.params, params, req.init_from, "parameter");
+    load_parameters(ck, params, req.init_from);
   }
 
   RunLog log = req.resume ? RunLog::open_append(log_path) : RunLog::create(log_path, req.overwrite);

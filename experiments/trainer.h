@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 
+#include "autograd/tensor.h"
 #include "experiments/config.h"
 
 namespace mtalab {
@@ -37,6 +38,12 @@ std::string run_log_path(const std::string& out_dir);     // <out>/run.h5
 std::string checkpoint_path(const std::string& out_dir);  // <out>/checkpoint.h5
 
 RunSummary train(const RunRequest& req);
+
+// Copies a checkpoint's parameters into `params`; a missing name or a shape mismatch is an
+// InputError naming the parameter and both shapes.
+struct CheckpointData;
+void load_parameters(const CheckpointData& ck, const std::vector<std::pair<std::string, Tensor>>& params,
+                     const std::string& file);
 
 // Installs SIGINT/SIGTERM handlers that ask a running train() to stop cleanly.
 void install_stop_handlers();
