@@ -1,107 +1,17 @@
 // CPU elementwise kernels: unary maps, broadcasting binary maps, where.
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <optional>
 
 #include "autograd/cpu/parallel.h"
+#include "autograd/cpu/simd.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
 
 namespace {
-
-// ---- float32 SIMD --------------------------------------------------------------------
-// The hot float32 loops are written once over GCC vector types of L lanes and compiled
-// twice: 4 lanes for the x86-64 baseline (SSE2) and 8 lanes with AVX2+FMA, chosen at run
-// time (MTALAB_NO_AVX2=1 forces the baseline). Every element goes through the vector code,
-// a row's tail through a zero-padded vector, so a value never depends on where a
-// thread's chunk begins: results stay identical whatever the thread count.
-#if defined(__GNUC__) && defined(__x86_64__)
-#define MTALAB_SIMD_AVX2 1
-#define MTALAB_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define MTALAB_SIMD_AVX2 0
-#endif
-#define MTALAB_VINLINE inline __attribute__((always_inline))
-#if defined(__GNUC__) && !defined(__clang__)
-// The 8-lane types only ever live inside always-inlined code of the AVX2 functions.
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
 namespace simd {
 
-template <int L>
-struct Lanes;
-template <>
-struct Lanes<4> {
-  typedef float F __attribute__((vector_size(16)));
-};
-template <>
-struct Lanes<8> {
-  typedef float F __attribute__((vector_size(32)));
-};
-
-inline bool use_avx2() {
-#if MTALAB_SIMD_AVX2
-  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                        !std::getenv("MTALAB_NO_AVX2");
-  return v;
-#else
-  return false;
-#endif
-}
-
-template <class V>
-MTALAB_VINLINE V load(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class V>
-MTALAB_VINLINE void store(float* p, const V& v) {
-  std::memcpy(p, &v, sizeof v);
-}
-// The first n (< lanes) elements of p, the other lanes set to `fill`.
-template <class V>
-MTALAB_VINLINE V load_part(const float* p, int64_t n, float fill) {
-  float buf[sizeof(V) / sizeof(float)];
-  for (auto& b : buf) b = fill;
-  std::memcpy(buf, p, n * sizeof(float));
-  return load<V>(buf);
-}
-template <class V>
-MTALAB_VINLINE void store_part(float* p, const V& v, int64_t n) {
-  float buf[sizeof(V) / sizeof(float)];
-  store(buf, v);
-  std::memcpy(p, buf, n * sizeof(float));
-}
-
-// exp for float lanes: Cody-Waite reduction to r in [-ln2/2, ln2/2], the Cephes degree-5
-// polynomial (Estrin's scheme, for a short dependency chain), and 2^n applied in two
-// halves so that results down to the smallest denormal come out right. At most 1.03 ulp
-// from the exact value over the whole float range (measured against double exp on 6e7
-// samples, both code paths); exp(-inf) = 0, exp(inf) = inf, and nan stays nan (the
-// clamps let it through, and it poisons the product).
-// nonpositive: the caller knows x <= 0 (or nan), which saves the upper clamp.
-template <class V, bool nonpositive = false>
-MTALAB_VINLINE V exp(const V& x) {
-  using I = decltype(V{} < V{});
-  V xc = x < -104.0f ? V{} - 104.0f : x;               // exp(-104) rounds to 0
-  if (!nonpositive) xc = xc > 88.8f ? V{} + 88.8f : xc;  // exp(88.8) overflows to inf
-  const V shifted = xc * 1.44269504088896341f + 12582912.0f;  // 1.5 * 2^23: rounds to an integer
-  const V n = shifted - 12582912.0f;
-  const I ni = (I)shifted - (I)(V{} + 12582912.0f);  // that integer, read from the mantissa bits
-  V r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  const V r2 = r * r, r4 = r2 * r2;
-  const V p = (r * 1.6666665459e-1f + 5.0000001201e-1f) + (r * 8.3334519073e-3f + 4.1665795894e-2f) * r2 +
-              (r * 1.9875691500e-4f + 1.3981999507e-3f) * r4;
-  const V y = p * r2 + r + 1.0f;
-  const I n1 = ni >> 1, n2 = ni - n1;
-  return y * (V)((n1 + 127) << 23) * (V)((n2 + 127) << 23);
-}
 // Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF, and e = exp(-x^2 / 2).
 // For a = |x| / sqrt 2 and t = 1 / (1 + a/2), erfc(a) = t Q(t) exp(-a^2), Q a degree-8
 // polynomial fitted to relative error 5e-8 for a in [0, 10.6] (beyond it erfc(a)
@@ -153,7 +63,7 @@ MTALAB_VINLINE void map_row(const float* x, float* y, int64_t n) {
   if (i < n) store_part(y + i, map_value<K>(load_part<V>(x + i, n - i, 0.0f)), n - i);
 }
 template <int L>
-MTALAB_VINLINE void map_any(Map k, const float* x, float* y, int64_t n) {
+MTALAB_VINLINE void map_impl(Map k, const float* x, float* y, int64_t n) {
   switch (k) {
     case Map::exp: return map_row<Map::exp, L>(x, y, n);
     case Map::sigmoid: return map_row<Map::sigmoid, L>(x, y, n);
@@ -163,17 +73,8 @@ MTALAB_VINLINE void map_any(Map k, const float* x, float* y, int64_t n) {
     case Map::gelu_grad: return map_row<Map::gelu_grad, L>(x, y, n);
   }
 }
-void map_base(Map k, const float* x, float* y, int64_t n) { map_any<4>(k, x, y, n); }
-#if MTALAB_SIMD_AVX2
-MTALAB_TARGET_AVX2 void map_avx2(Map k, const float* x, float* y, int64_t n) { map_any<8>(k, x, y, n); }
-#endif
-// y[i] = k(x[i]) for float32.
-void map(Map k, const float* x, float* y, int64_t n) {
-#if MTALAB_SIMD_AVX2
-  if (use_avx2()) return map_avx2(k, x, y, n);
-#endif
-  map_base(k, x, y, n);
-}
+// map(k, x, y, n): y[i] = k(x[i]) for float32.
+MTALAB_SIMD_ENTRY(map, (Map k, const float* x, float* y, int64_t n), (k, x, y, n))
 
 }  // namespace simd
 

@@ -2,155 +2,35 @@
 // All work row by row over the last dimension, one row per loop iteration, OpenMP over rows.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "autograd/cpu/parallel.h"
+#include "autograd/cpu/simd.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
 namespace {
-
-// ---- float32 SIMD --------------------------------------------------------------------
-// The hot float32 loops are written once over GCC vector types of L lanes and compiled
-// twice: 4 lanes for the x86-64 baseline (SSE2) and 8 lanes with AVX2+FMA, chosen at run
-// time (MTALAB_NO_AVX2=1 forces the baseline). Every element goes through the vector code,
-// a row's tail through a zero-padded vector, so a value never depends on where a
-// thread's chunk begins: results stay identical whatever the thread count.
-#if defined(__GNUC__) && defined(__x86_64__)
-#define MTALAB_SIMD_AVX2 1
-#define MTALAB_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define MTALAB_SIMD_AVX2 0
-#endif
-#define MTALAB_VINLINE inline __attribute__((always_inline))
-#if defined(__GNUC__) && !defined(__clang__)
-// The 8-lane types only ever live inside always-inlined code of the AVX2 functions.
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
 namespace simd {
 
-template <int L>
-struct Lanes;
-template <>
-struct Lanes<4> {
-  typedef float F __attribute__((vector_size(16)));
-  typedef double D __attribute__((vector_size(16)));  // half the lanes, in double
-};
-template <>
-struct Lanes<8> {
-  typedef float F __attribute__((vector_size(32)));
-  typedef double D __attribute__((vector_size(32)));
-};
-
-inline bool use_avx2() {
-#if MTALAB_SIMD_AVX2
-  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                        !std::getenv("MTALAB_NO_AVX2");
-  return v;
-#else
-  return false;
-#endif
-}
-
-template <class V>
-MTALAB_VINLINE V load(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class V>
-MTALAB_VINLINE void store(float* p, const V& v) {
-  std::memcpy(p, &v, sizeof v);
-}
-// The first n (< lanes) elements of p, the other lanes set to `fill`.
-template <class V>
-MTALAB_VINLINE V load_part(const float* p, int64_t n, float fill) {
-  float buf[sizeof(V) / sizeof(float)];
-  for (auto& b : buf) b = fill;
-  std::memcpy(buf, p, n * sizeof(float));
-  return load<V>(buf);
-}
-template <class V>
-MTALAB_VINLINE void store_part(float* p, const V& v, int64_t n) {
-  float buf[sizeof(V) / sizeof(float)];
-  store(buf, v);
-  std::memcpy(p, buf, n * sizeof(float));
-}
-
-// exp for float lanes: Cody-Waite reduction to r in [-ln2/2, ln2/2], the Cephes degree-5
-// polynomial (Estrin's scheme, for a short dependency chain), and 2^n applied in two
-// halves so that results down to the smallest denormal come out right. At most 1.03 ulp
-// from the exact value over the whole float range (measured against double exp on 6e7
-// samples, both code paths); exp(-inf) = 0, exp(inf) = inf, and nan stays nan (the
-// clamps let it through, and it poisons the product).
-// nonpositive: the caller knows x <= 0 (or nan), which saves the upper clamp.
-template <class V, bool nonpositive = false>
-MTALAB_VINLINE V exp(const V& x) {
-  using I = decltype(V{} < V{});
-  V xc = x < -104.0f ? V{} - 104.0f : x;               // exp(-104) rounds to 0
-  if (!nonpositive) xc = xc > 88.8f ? V{} + 88.8f : xc;  // exp(88.8) overflows to inf
-  const V shifted = xc * 1.44269504088896341f + 12582912.0f;  // 1.5 * 2^23: rounds to an integer
-  const V n = shifted - 12582912.0f;
-  const I ni = (I)shifted - (I)(V{} + 12582912.0f);  // that integer, read from the mantissa bits
-  V r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  const V r2 = r * r, r4 = r2 * r2;
-  const V p = (r * 1.6666665459e-1f + 5.0000001201e-1f) + (r * 8.3334519073e-3f + 4.1665795894e-2f) * r2 +
-              (r * 1.9875691500e-4f + 1.3981999507e-3f) * r4;
-  const V y = p * r2 + r + 1.0f;
-  const I n1 = ni >> 1, n2 = ni - n1;
-  return y * (V)((n1 + 127) << 23) * (V)((n2 + 127) << 23);
-}
-
-template <class V>
-MTALAB_VINLINE float hsum(const V& v) {  // fixed lane order
-  float s = v[0];
-  for (size_t l = 1; l < sizeof(V) / sizeof(float); ++l) s += v[l];
-  return s;
-}
-template <class V>
-MTALAB_VINLINE float hmax(const V& v) {  // nan lanes never get in: max ignores nan, as std::max did
-  float m = v[0];
-  for (size_t l = 1; l < sizeof(V) / sizeof(float); ++l) m = m < v[l] ? v[l] : m;
-  return m;
-}
-template <class D>
-MTALAB_VINLINE double hsum_d(const D& v) {
-  double s = v[0];
-  for (size_t l = 1; l < sizeof(D) / sizeof(double); ++l) s += v[l];
-  return s;
-}
-// The low and high halves of a float vector, widened to double.
-template <int L>
-MTALAB_VINLINE typename Lanes<L>::D lo(const typename Lanes<L>::F& f) {
-  if constexpr (L == 4)
-    return __builtin_convertvector(__builtin_shufflevector(f, f, 0, 1), typename Lanes<L>::D);
-  else
-    return __builtin_convertvector(__builtin_shufflevector(f, f, 0, 1, 2, 3), typename Lanes<L>::D);
-}
-template <int L>
-MTALAB_VINLINE typename Lanes<L>::D hi(const typename Lanes<L>::F& f) {
-  if constexpr (L == 4)
-    return __builtin_convertvector(__builtin_shufflevector(f, f, 2, 3), typename Lanes<L>::D);
-  else
-    return __builtin_convertvector(__builtin_shufflevector(f, f, 4, 5, 6, 7), typename Lanes<L>::D);
-}
-template <class D>
-MTALAB_VINLINE D load_d(const double* p) {
-  D v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <class D>
-MTALAB_VINLINE void store_d(double* p, const D& v) {
-  std::memcpy(p, &v, sizeof v);
-}
-
 constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// max of x[0, n) (-inf for n = 0); nan elements are skipped, as in hmax.
+template <int L>
+MTALAB_VINLINE float row_max(const float* x, int64_t n) {
+  using F = typename Lanes<L>::F;
+  F mv = F{} - kInf;
+  int64_t j = 0;
+  for (; j + L <= n; j += L) {
+    const F v = load<F>(x + j);
+    mv = mv < v ? v : mv;
+  }
+  if (j < n) {
+    const F v = load_part<F>(x + j, n - j, -kInf);
+    mv = mv < v ? v : mv;
+  }
+  return hmax(mv);
+}
 
 // Rows [r0, r1) of softmax_typed below, same results up to rounding.
 template <int L>
@@ -162,20 +42,11 @@ MTALAB_VINLINE void softmax_impl(const float* x, float* y, int64_t r0, int64_t r
     float* yr = y + r * full;
     const int64_t n = causal ? std::min(full, r % tq + 1) : full;
     for (int64_t j = n; j < full; ++j) yr[j] = log ? -kInf : 0.0f;
-    F mv = F{} - kInf;
-    int64_t j = 0;
-    for (; j + L <= n; j += L) {
-      const F v = load<F>(xr + j);
-      mv = mv < v ? v : mv;
-    }
-    if (j < n) {
-      const F v = load_part<F>(xr + j, n - j, -kInf);
-      mv = mv < v ? v : mv;
-    }
-    float m = hmax(mv);
+    float m = row_max<L>(xr, n);
     if (m == -kInf) m = 0;  // fully masked row: stays 0 / -inf
     F sv = {};
-    for (j = 0; j + L <= n; j += L) {
+    int64_t j = 0;
+    for (; j + L <= n; j += L) {
       const F e = exp<F, true>(load<F>(xr + j) - m);
       if (!log) store(yr + j, e);
       sv += e;
@@ -323,10 +194,9 @@ MTALAB_VINLINE void norm_cols_impl(const float* x, const float* mean, const floa
       for (; j + L <= n; j += L) {
         const F g = load<F>(gr + j), xh = (load<F>(xr + j) - m) * rs;
         const D gl = lo<L>(g), gh = hi<L>(g);
-        store_d(aw + j, load_d<D>(aw + j) + gl * lo<L>(xh));
-        store_d(aw + j + H, load_d<D>(aw + j + H) + gh * hi<L>(xh));
-        store_d(ab + j, load_d<D>(ab + j) + gl);
-        store_d(ab + j + H, load_d<D>(ab + j + H) + gh);
+        store(aw + j, load<D>(aw + j) + gl * lo<L>(xh));
+        store(aw + j + H, load<D>(aw + j + H) + gh * hi<L>(xh));
+        add_wide<L>(ab + j, g);
       }
       for (; j < n; ++j) {
         aw[j] += (double)gr[j] * ((xr[j] - m) * rs);
@@ -343,19 +213,10 @@ MTALAB_VINLINE void lse_impl(const float* logits, float* lse, int64_t r0, int64_
   using D = typename Lanes<L>::D;
   for (int64_t i = r0; i < r1; ++i) {
     const float* row = logits + i * V;
-    F mv = F{} - kInf;
+    const float m = row_max<L>(row, V);
+    D s0 = {}, s1 = {};
     int64_t j = 0;
     for (; j + L <= V; j += L) {
-      const F v = load<F>(row + j);
-      mv = mv < v ? v : mv;
-    }
-    if (j < V) {
-      const F v = load_part<F>(row + j, V - j, -kInf);
-      mv = mv < v ? v : mv;
-    }
-    const float m = hmax(mv);
-    D s0 = {}, s1 = {};
-    for (j = 0; j + L <= V; j += L) {
       const F e = exp<F, true>(load<F>(row + j) - m);
       s0 += lo<L>(e), s1 += hi<L>(e);
     }
@@ -386,20 +247,6 @@ MTALAB_VINLINE void ce_bwd_impl(const float* logits, const float* lse, const flo
   }
 }
 
-// NAME(PARAMS) runs NAME_impl<8> compiled for AVX2+FMA where the CPU has them, else
-// NAME_impl<4> for the baseline.
-#if MTALAB_SIMD_AVX2
-#define MTALAB_SIMD_ENTRY(NAME, PARAMS, ARGS)                               \
-  void NAME##_base PARAMS { NAME##_impl<4> ARGS; }                           \
-  MTALAB_TARGET_AVX2 void NAME##_avx2 PARAMS { NAME##_impl<8> ARGS; }        \
-  void NAME PARAMS {                                                         \
-    if (use_avx2()) return NAME##_avx2 ARGS;                                 \
-    NAME##_base ARGS;                                                        \
-  }
-#else
-#define MTALAB_SIMD_ENTRY(NAME, PARAMS, ARGS) \
-  void NAME PARAMS { NAME##_impl<4> ARGS; }
-#endif
 MTALAB_SIMD_ENTRY(softmax,
                   (const float* x, float* y, int64_t r0, int64_t r1, int64_t full, int64_t tq, bool log, bool causal),
                   (x, y, r0, r1, full, tq, log, causal))
@@ -425,7 +272,6 @@ MTALAB_SIMD_ENTRY(ce_bwd,
                   (const float* logits, const float* lse, const float* scale, float* g, int64_t r0, int64_t r1,
                    int64_t V),
                   (logits, lse, scale, g, r0, r1, V))
-#undef MTALAB_SIMD_ENTRY
 
 }  // namespace simd
 

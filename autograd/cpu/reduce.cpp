@@ -1,78 +1,15 @@
 // CPU reductions over one dimension of a contiguous tensor: view it as [outer, r, inner].
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 
 #include "autograd/cpu/parallel.h"
+#include "autograd/cpu/simd.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
 namespace {
-
-// ---- float32 SIMD --------------------------------------------------------------------
-// The hot float32 loops are written once over GCC vector types of L lanes and compiled
-// twice: 4 lanes for the x86-64 baseline (SSE2) and 8 lanes with AVX2+FMA, chosen at run
-// time (MTALAB_NO_AVX2=1 forces the baseline). Every sum is taken in an order fixed by the
-// shape alone, so results stay identical whatever the thread count.
-#if defined(__GNUC__) && defined(__x86_64__)
-#define MTALAB_SIMD_AVX2 1
-#define MTALAB_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define MTALAB_SIMD_AVX2 0
-#endif
-#define MTALAB_VINLINE inline __attribute__((always_inline))
-#if defined(__GNUC__) && !defined(__clang__)
-// The 8-lane types only ever live inside always-inlined code of the AVX2 functions.
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
 namespace simd {
-
-template <int L>
-struct Lanes;
-template <>
-struct Lanes<4> {
-  typedef float F __attribute__((vector_size(16)));
-  typedef double D __attribute__((vector_size(16)));  // half the lanes, in double
-};
-template <>
-struct Lanes<8> {
-  typedef float F __attribute__((vector_size(32)));
-  typedef double D __attribute__((vector_size(32)));
-};
-
-inline bool use_avx2() {
-#if MTALAB_SIMD_AVX2
-  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                        !std::getenv("MTALAB_NO_AVX2");
-  return v;
-#else
-  return false;
-#endif
-}
-
-template <class V>
-MTALAB_VINLINE V load(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <int L>
-MTALAB_VINLINE typename Lanes<L>::D lo(const typename Lanes<L>::F& f) {
-  if constexpr (L == 4)
-    return __builtin_convertvector(__builtin_shufflevector(f, f, 0, 1), typename Lanes<L>::D);
-  else
-    return __builtin_convertvector(__builtin_shufflevector(f, f, 0, 1, 2, 3), typename Lanes<L>::D);
-}
-template <int L>
-MTALAB_VINLINE typename Lanes<L>::D hi(const typename Lanes<L>::F& f) {
-  if constexpr (L == 4)
-    return __builtin_convertvector(__builtin_shufflevector(f, f, 2, 3), typename Lanes<L>::D);
-  else
-    return __builtin_convertvector(__builtin_shufflevector(f, f, 4, 5, 6, 7), typename Lanes<L>::D);
-}
 
 // sum of x[0, n): blocks of 16 vectors are summed in float (each lane adds 16 values,
 // as a tree of depth 4 over 4 accumulators), and the block sums in double, so the error
@@ -112,8 +49,6 @@ MTALAB_VINLINE void sum_blocks_impl(const float* x, double* part, int64_t i0, in
 template <int L>
 MTALAB_VINLINE void sum_cols_impl(const float* base, int64_t r, int64_t inner, int64_t jn, float* out) {
   using F = typename Lanes<L>::F;
-  using D = typename Lanes<L>::D;
-  constexpr int64_t H = L / 2;
   double acc[256];
   std::fill(acc, acc + jn, 0.0);
   int64_t q = 0;
@@ -124,12 +59,7 @@ MTALAB_VINLINE void sum_cols_impl(const float* base, int64_t r, int64_t inner, i
       const float* p = row + j;
       const F f = ((load<F>(p) + load<F>(p + inner)) + (load<F>(p + 2 * inner) + load<F>(p + 3 * inner))) +
                   ((load<F>(p + 4 * inner) + load<F>(p + 5 * inner)) + (load<F>(p + 6 * inner) + load<F>(p + 7 * inner)));
-      D a0, a1;
-      std::memcpy(&a0, acc + j, sizeof a0);
-      std::memcpy(&a1, acc + j + H, sizeof a1);
-      a0 += lo<L>(f), a1 += hi<L>(f);
-      std::memcpy(acc + j, &a0, sizeof a0);
-      std::memcpy(acc + j + H, &a1, sizeof a1);
+      add_wide<L>(acc + j, f);
     }
     for (; j < jn; ++j) {
       const float* p = row + j;
@@ -140,38 +70,17 @@ MTALAB_VINLINE void sum_cols_impl(const float* base, int64_t r, int64_t inner, i
   for (; q < r; ++q) {
     const float* row = base + q * inner;
     int64_t j = 0;
-    for (; j + L <= jn; j += L) {
-      const F f = load<F>(row + j);
-      D a0, a1;
-      std::memcpy(&a0, acc + j, sizeof a0);
-      std::memcpy(&a1, acc + j + H, sizeof a1);
-      a0 += lo<L>(f), a1 += hi<L>(f);
-      std::memcpy(acc + j, &a0, sizeof a0);
-      std::memcpy(acc + j + H, &a1, sizeof a1);
-    }
+    for (; j + L <= jn; j += L) add_wide<L>(acc + j, load<F>(row + j));
     for (; j < jn; ++j) acc[j] += row[j];
   }
   for (int64_t j = 0; j < jn; ++j) out[j] = (float)acc[j];
 }
 
-#if MTALAB_SIMD_AVX2
-#define MTALAB_SIMD_ENTRY(NAME, PARAMS, ARGS)                               \
-  void NAME##_base PARAMS { NAME##_impl<4> ARGS; }                           \
-  MTALAB_TARGET_AVX2 void NAME##_avx2 PARAMS { NAME##_impl<8> ARGS; }        \
-  void NAME PARAMS {                                                         \
-    if (use_avx2()) return NAME##_avx2 ARGS;                                 \
-    NAME##_base ARGS;                                                        \
-  }
-#else
-#define MTALAB_SIMD_ENTRY(NAME, PARAMS, ARGS) \
-  void NAME PARAMS { NAME##_impl<4> ARGS; }
-#endif
 MTALAB_SIMD_ENTRY(sum_rows, (const float* x, float* out, int64_t i0, int64_t i1, int64_t r), (x, out, i0, i1, r))
 MTALAB_SIMD_ENTRY(sum_blocks, (const float* x, double* part, int64_t i0, int64_t i1, int64_t bs, int64_t n),
                   (x, part, i0, i1, bs, n))
 MTALAB_SIMD_ENTRY(sum_cols, (const float* base, int64_t r, int64_t inner, int64_t jn, float* out),
                   (base, r, inner, jn, out))
-#undef MTALAB_SIMD_ENTRY
 
 }  // namespace simd
 
