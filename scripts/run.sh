@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+echo "== building into ${BUILD_DIR:-build} (a few minutes from nothing)"
 BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh >/dev/null
 BIN=${BUILD_DIR:-build}/mtalab
 OUT=${OUT:-runs/toy}

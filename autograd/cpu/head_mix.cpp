@@ -164,16 +164,7 @@ void head_mix_bwd_typed(const Tensor& xt, const Tensor& mt, const Tensor& got, c
              want_gm ? partial.data() + u * taps : nullptr, n, ch, q0, q1);
   });
   if (!want_gm) return;
-  T* gm = static_cast<T*>(gmt.raw());
-  for (int64_t grp = 0; grp < G; ++grp) {
-    std::vector<double> s(taps, 0.0);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        const double* pu = partial.data() + ((b * G + grp) * blocks + blk) * taps;
-        for (int64_t t = 0; t < taps; ++t) s[t] += pu[t];
-      }
-    for (int64_t t = 0; t < taps; ++t) gm[grp * taps + t] = (T)s[t];
-  }
+  sum_unit_partials(partial, B, G, blocks, taps, static_cast<T*>(gmt.raw()));
 }
 
 void head_mix(const Tensor& x, const Tensor& mix, const Tensor& out) {

@@ -350,16 +350,7 @@ void kq_conv_bwd_typed(const Tensor& xt, const Tensor& kt, int64_t p, const Tens
   });
   if (!want_gk) return;
   // gK[h] = sum over units of head h, in unit order (b-major, then row block).
-  T* gk = static_cast<T*>(gkt.raw());
-  for (int64_t h = 0; h < H; ++h) {
-    std::vector<double> s(taps, 0.0);
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t blk = 0; blk < blocks; ++blk) {
-        const double* pu = partial.data() + ((b * H + h) * blocks + blk) * taps;
-        for (int64_t t = 0; t < taps; ++t) s[t] += pu[t];
-      }
-    for (int64_t t = 0; t < taps; ++t) gk[h * taps + t] = (T)s[t];
-  }
+  sum_unit_partials(partial, B, H, blocks, taps, static_cast<T*>(gkt.raw()));
 }
 
 void kq_conv(const Tensor& x, const Tensor& kernel, int64_t pad_left, const Tensor& out) {

@@ -60,6 +60,24 @@ inline Coalesced coalesce(const Shape& shape, const std::vector<Shape>& strides)
   return c;
 }
 
+// Per-unit partial sums laid out [outer][groups][blocks][taps], added over outer and
+// blocks in that fixed order into out[groups][taps]: a parameter gradient whose value
+// does not depend on how the units were spread over threads.
+template <typename T>
+void sum_unit_partials(const std::vector<double>& partial, int64_t outer, int64_t groups, int64_t blocks,
+                       int64_t taps, T* out) {
+  std::vector<double> s(taps);
+  for (int64_t g = 0; g < groups; ++g) {
+    std::fill(s.begin(), s.end(), 0.0);
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const double* pu = partial.data() + ((o * groups + g) * blocks + blk) * taps;
+        for (int64_t t = 0; t < taps; ++t) s[t] += pu[t];
+      }
+    for (int64_t t = 0; t < taps; ++t) out[g * taps + t] = (T)s[t];
+  }
+}
+
 // Maps a row index (over all dims but the last) to an element offset for a strided tensor.
 class StridedIndex {
  public:

@@ -12,46 +12,20 @@
 #include "autograd/errors.h"
 #include "experiments/checkpoint_file.h"
 #include "experiments/run_log.h"
+#include "test_util.h"
 
 using namespace mtalab;
+using testing::bytes_of;
+using testing::input_error;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("mtalab_h5log_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
+struct TempDir : testing::TempDir {
+  TempDir() : testing::TempDir("h5log") {}
 };
 
-std::string bytes_of(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-template <class F>
-std::string input_error(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "<no InputError>";
-}
-
+// A fresh directory per test, removed afterwards.
 const std::vector<std::string> kTrainColumns = {"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"};
 
 std::vector<double> train_row(int64_t step) {
