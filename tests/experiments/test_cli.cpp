@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "experiments/run_log.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using mtalab::RunLog;
@@ -32,22 +33,12 @@ struct Result {
   std::string out, err;
 };
 
-std::string slurp(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
+const auto slurp = mtalab::testing::bytes_of;
 
-struct Sandbox {
-  fs::path dir;
-  explicit Sandbox(const std::string& name) {
-    dir = fs::temp_directory_path() / ("mtalab_cli_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Sandbox() { fs::remove_all(dir); }
-  std::string operator/(const std::string& f) const { return (dir / f).string(); }
+// A temporary working directory to run mtalab in.
+struct Sandbox : mtalab::testing::TempDir {
+  const fs::path& dir = path;
+  explicit Sandbox(const std::string& name) : TempDir("cli_" + name) {}
   Result run(const std::string& args) const {
     const std::string out = (dir / "stdout").string(), err = (dir / "stderr").string();
     const std::string cmd = "cd '" + dir.string() + "' && OMP_NUM_THREADS=1 '" + kBin + "' " + args + " >'" + out +
