@@ -123,13 +123,6 @@ MTALAB_ISA_CLONES void bwd_rows(const double* x, const double* M, const double* 
   bwd_rows_impl(x, M, go, gx, acc, n, ch, q0, q1);
 }
 
-template <typename F>
-void for_units(int64_t n, const F& f) {
-  const bool par = n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel();
-#pragma omp parallel for schedule(dynamic, 1) if (par)
-  for (int64_t u = 0; u < n; ++u) f(u);
-}
-
 template <typename T>
 void head_mix_typed(const Tensor& xt, const Tensor& mt, const Tensor& ot) {
   const int64_t B = xt.size(0), H = xt.size(1), n = xt.size(2), ch = mt.size(1), G = H / ch;

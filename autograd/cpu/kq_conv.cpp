@@ -306,14 +306,6 @@ MTALAB_ISA_CLONES void bwd_rows(const double* go, const double* x, const double*
   }
 }
 
-// Runs f(unit) for unit in [0, n), dynamically scheduled (each unit's result is fixed).
-template <typename F>
-void for_units(int64_t n, const F& f) {
-  const bool par = n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel();
-#pragma omp parallel for schedule(dynamic, 1) if (par)
-  for (int64_t u = 0; u < n; ++u) f(u);
-}
-
 template <typename T>
 void kq_conv_typed(const Tensor& xt, const Tensor& kt, int64_t p, const Tensor& ot) {
   const int64_t B = xt.size(0), H = xt.size(1), n = xt.size(2);

@@ -60,6 +60,15 @@ inline Coalesced coalesce(const Shape& shape, const std::vector<Shape>& strides)
   return c;
 }
 
+// Runs f(unit) for every unit in [0, n), dynamically scheduled over threads. Each unit
+// owns its outputs, so the results do not depend on the schedule.
+template <typename F>
+void for_units(int64_t n, const F& f) {
+  const bool par = n > 1 && omp_get_max_threads() > 1 && !omp_in_parallel();
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+  for (int64_t u = 0; u < n; ++u) f(u);
+}
+
 // Per-unit partial sums laid out [outer][groups][blocks][taps], added over outer and
 // blocks in that fixed order into out[groups][taps]: a parameter gradient whose value
 // does not depend on how the units were spread over threads.
