@@ -42,8 +42,7 @@ void connect(Node& node, const TensorList& inputs, Context& ctx) {
 
 void attach(Tensor& out, std::shared_ptr<Node> node) {
   // Never re-parent a tensor someone else holds: give the output its own handle.
-  if (out.grad_fn() || out.requires_grad()) out = out.detach();
-  if (out.impl_ptr().use_count() > 1) out = out.detach();
+  if (out.grad_fn() || out.requires_grad() || out.impl_ptr().use_count() > 1) out = out.detach();
   node->output_shape = out.shape();
   out.impl().grad_fn = std::move(node);
   out.impl().requires_grad = true;

@@ -39,7 +39,7 @@ Tensor reduce_raw(ReduceKind k, const Tensor& x, const std::vector<int64_t>& dim
     reduce_kernel(x.device())(k, cur, *it, out);
     cur = out;
   }
-  if (cur.same(x)) cur = detail::materialize(x.detach().clone());
+  if (cur.same(x)) cur = x.detach().clone();  // never alias the input's storage
   return cur;
 }
 }  // namespace

@@ -166,8 +166,8 @@ Tensor to_dtype(const Tensor& x, DType t) {
   return Function<ToDTypeOp>::apply(x, t);
 }
 
-// concat takes a list of tensors, so it records its node by hand through a
-// variadic-free wrapper: every input is passed as one argument of a TensorList.
+// Function<Op> records one edge per Tensor argument, but concat takes a list, so
+// concat() below records its node (ConcatNode, one edge per element) by hand.
 struct ConcatOp {
   static constexpr const char* name = "concat";
   static Tensor forward(Context& ctx, const TensorList& xs, int64_t dim) {

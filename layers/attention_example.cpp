@@ -1,6 +1,6 @@
 // A worked example of adding an attention variant: softmax attention with a learnable
 // per-head temperature. This whole file is what a new variant takes; the README shows it
-// and tests/layers/test_attention_variants.cpp trains and checks it.
+// and tests/layers/test_attention_variants.cpp checks its gradients and causality.
 #include <cmath>
 
 #include "layers/attention.h"

@@ -25,7 +25,6 @@ struct TempDir : testing::TempDir {
   TempDir() : testing::TempDir("h5log") {}
 };
 
-// A fresh directory per test, removed afterwards.
 const std::vector<std::string> kTrainColumns = {"step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"};
 
 std::vector<double> train_row(int64_t step) {
