@@ -1,11 +1,14 @@
 // Backends: where raw memory lives and where kernels run.
 //
-// Each kernel family is a KernelTable: one function pointer per device kind. The CPU
-// backend (autograd/cpu/) fills the cpu slot where the table is defined; the CUDA backend
-// (cuda/) fills the cuda slot from cuda_backend_init(). An op calls
-//   kernel_table(x.device(), "op name")(args...)
-// and gets a clear error when a device has no kernel for it yet.
+// Each kernel family is a KernelTable (declared in autograd/kernels.h, defined once in
+// autograd/kernels.cpp): one function pointer per device kind. Every backend file fills
+// its own slot with MTALAB_REGISTER_KERNEL; the tables are constant-initialised (a
+// constexpr constructor), so they exist before any registration runs and the order in
+// which translation units initialise cannot matter. An op calls
+//   kernel_table(x.device())(args...)
+// and gets a clear error when a device has no kernel for it.
 #pragma once
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
@@ -16,13 +19,14 @@ namespace mtalab {
 template <typename Fn>
 struct KernelTable {
   const char* name;
-  Fn fns[kNumDeviceKinds] = {};
-  KernelTable(const char* n, Fn cpu) : name(n) { fns[0] = cpu; }
+  Fn fns[kNumDeviceKinds];
+  constexpr explicit KernelTable(const char* n) : name(n), fns{} {}
   void set(DeviceKind k, Fn f) { fns[(int)k] = f; }
+  bool has(DeviceKind k) const { return fns[(int)k] != nullptr; }
   Fn operator()(const Device& d) const;
 };
 
-void ensure_backend(const Device& d);  // initialises the CUDA backend on first use
+void ensure_backend(const Device& d);  // checks once that the device's backend can run
 
 template <typename Fn>
 Fn KernelTable<Fn>::operator()(const Device& d) const {
@@ -34,17 +38,28 @@ Fn KernelTable<Fn>::operator()(const Device& d) const {
   return f;
 }
 
-// Memory of one device kind.
+// Memory of one device kind, registered by its backend (autograd/cpu/memory.cpp,
+// cuda/memory.cu) like a kernel.
 struct Allocator {
   void* (*allocate)(size_t nbytes, int device_index) = nullptr;
   void (*deallocate)(void* p, size_t nbytes, int device_index) = nullptr;
-  // Byte copies; `kind` says which sides are on this device.
   void (*copy_to_host)(void* host_dst, const void* dev_src, size_t nbytes, int device_index) = nullptr;
   void (*copy_from_host)(void* dev_dst, const void* host_src, size_t nbytes, int device_index) = nullptr;
 };
 Allocator& allocator(DeviceKind k);
 
-bool cuda_backend_available();
-void cuda_backend_init();  // registers the cuda allocator and kernels; throws without CUDA
+// The CUDA backend (cuda/memory.cu, or cuda/no_cuda.cpp in builds without it).
+bool cuda_backend_available();           // a device can run kernels (a GPU, or the emulator)
+std::string cuda_backend_unavailable_reason();  // why not, for error messages
+std::string cuda_device_name(int index);  // "NVIDIA H200", "emulated (CPU fibers)", ...
+const char* cuda_backend_kind();          // "cuda", "emulated" or "none"
+void cuda_synchronize();                  // waits for queued work; throws the first error
 
 }  // namespace mtalab
+
+// Fills TABLE's slot for device KIND (cpu or cuda) with FN at load time.
+#define MTALAB_REGISTER_KERNEL_CAT2(a, b) a##b
+#define MTALAB_REGISTER_KERNEL_CAT(a, b) MTALAB_REGISTER_KERNEL_CAT2(a, b)
+#define MTALAB_REGISTER_KERNEL(TABLE, KIND, FN)                                              \
+  static const bool MTALAB_REGISTER_KERNEL_CAT(mtalab_registered_, __LINE__) =               \
+      (::mtalab::TABLE.set(::mtalab::DeviceKind::KIND, FN), true)

@@ -1,9 +1,22 @@
-// The kernel families every backend provides: ops (autograd/ops*.cpp) call these and
-// nothing else that touches raw memory. Inputs may be strided unless a comment says
-// "contiguous"; outputs are always freshly allocated contiguous tensors of the right
-// shape and dtype, made by the op before the call.
+// The kernel families every backend provides. Ops (autograd/ops_*.cpp) call these and
+// nothing else that touches raw memory. Each table is declared here and defined once in
+// autograd/kernels.cpp; each backend registers its kernels into it from its own file
+// with the family's stem (autograd/cpu/<family>.cpp, cuda/<family>.cu), so listing the
+// two folders shows which device has which family.
+//
+// Contract for every family, unless its comment says otherwise:
+//   - inputs are contiguous; outputs are freshly allocated contiguous tensors of the right
+//     shape, dtype and device, made by the op before the call, and every element of an
+//     output is written (the CUDA emulator fills new memory with NaN to prove it);
+//   - float kernels take float32 or float64, all tensors of one call in the same dtype;
+//     index tensors (embedding, cross-entropy targets) are int32 or int64;
+//   - a call is deterministic: the same inputs give the same bits on every run and for
+//     any thread count (no float atomics; sums in an order fixed by the shape).
+// Families whose inputs may be strided say so: copy (source and destination), binary
+// and where (inputs broadcast by stride-0 views), matmul (row- or column-major matrices).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "autograd/backend.h"
 #include "autograd/tensor.h"
@@ -21,42 +34,69 @@ enum class UnaryKind {
   rsub_scalar, // alpha - x
   rdiv_scalar, // alpha / x
 };
+constexpr int kNumUnaryKinds = (int)UnaryKind::rdiv_scalar + 1;
 enum class BinaryKind { add, sub, mul, div, pow, maximum, minimum, eq, gt, ge, lt };
+constexpr int kNumBinaryKinds = (int)BinaryKind::lt + 1;
 enum class ReduceKind { sum, max };
 
-// Random streams are counter based (Philox4x32-10): element i of a draw uses counter
-// `counter + i/4`, so results never depend on the thread count.
+// Random streams are counter based (Philox4x32-10, autograd/philox.h): element i of a
+// draw uses lane i%4 of block `counter + i/4`, so values never depend on the thread
+// count or the device.
 struct PhiloxState {
   uint64_t seed = 0;
   uint64_t counter = 0;
 };
 enum class RandomKind { uniform, normal, trunc_normal };
 
-using CopyFn = void (*)(const Tensor& src, const Tensor& dst);  // dst may be strided; converts dtype
-using FillFn = void (*)(const Tensor& dst, double value);       // dst contiguous
+// copy: src and dst of the same shape, either may be strided (dst a view to write
+// through: slices, transposes); converts between any two dtypes.
+using CopyFn = void (*)(const Tensor& src, const Tensor& dst);
+// fill: dst contiguous, any dtype.
+using FillFn = void (*)(const Tensor& dst, double value);
+// unary: out = kind(x) elementwise (alpha for the *_scalar kinds).
 using UnaryFn = void (*)(UnaryKind, const Tensor& x, const Tensor& out, double alpha);
+// binary: a and b already expanded to out's shape (strided, stride 0 on broadcast dims).
+// The comparisons (eq, gt, ge, lt) give 1 or 0 in out's dtype.
 using BinaryFn = void (*)(BinaryKind, const Tensor& a, const Tensor& b, const Tensor& out);
-using ReduceFn = void (*)(ReduceKind, const Tensor& x, int64_t dim, const Tensor& out);  // x contiguous
+// reduce: out = sum or max of x over dim (out has that dim of size 1). max propagates NaN.
+using ReduceFn = void (*)(ReduceKind, const Tensor& x, int64_t dim, const Tensor& out);
+// matmul: out[..., M, N] = a[..., M, K] b[..., K, N]; a and b already expanded to out's
+// batch dims (stride 0 where broadcast); each matrix may be row-major (stride[-1] = 1)
+// or column-major (a transposed view, stride[-2] = 1): both go to BLAS without copies.
 using MatmulFn = void (*)(const Tensor& a, const Tensor& b, const Tensor& out);
-// Softmax over the last dim, x contiguous. causal: x is [..., T, T] and row i only
-// sees columns j <= i; y is 0 (log: -inf) at j > i. No mask tensor is ever built.
+// Softmax over the last dim. causal: x is [..., T, T] and row i only sees columns
+// j <= i; y is 0 (log: -inf) at j > i. No mask tensor is ever built. A row with no
+// finite entry gives 0 (log: -inf), never NaN from -inf - -inf.
 using SoftmaxFn = void (*)(const Tensor& x, const Tensor& y, bool log, bool causal);
+// softmax: gx = y (gy - sum(gy y)); log: gx = gy - exp(y) sum(gy); gx = 0 at j > i.
 using SoftmaxBwdFn = void (*)(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log, bool causal);
+// where: out = cond != 0 ? a : b; cond, a, b expanded to out's shape (strided).
 using WhereFn = void (*)(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out);
+// random: fills out (float) from the stream at st; uniform in [a, b), normal with mean a
+// and std b, trunc_normal with std a truncated to [-b a, b a].
 using RandomFn = void (*)(RandomKind, const Tensor& out, PhiloxState st, double a, double b);
 // Norms over the last dim. rms: y = x*rstd*w; layer: y = (x-mean)*rstd*w + bias.
-// w and bias may be undefined (then 1 and 0). mean/rstd: one per row.
+// w and bias may be undefined (then 1 and 0). mean/rstd: one per row (mean 0 for rms).
 using NormFn = void (*)(bool layer, const Tensor& x, const Tensor& w, const Tensor& bias,
                         double eps, const Tensor& y, const Tensor& mean, const Tensor& rstd);
+// gx, gw (sum over rows of gy*xh) and gbias (sum over rows of gy); any of the three may
+// be undefined, and is then neither computed nor written.
 using NormBwdFn = void (*)(bool layer, const Tensor& x, const Tensor& w, const Tensor& mean,
                            const Tensor& rstd, const Tensor& gy, const Tensor& gx,
-                           const Tensor& gw, const Tensor& gbias);  // gw/gbias may be undefined
+                           const Tensor& gw, const Tensor& gbias);
+// embedding: out[i, :] = weight[idx[i], :]; weight [V, d], idx any shape (n elements).
+// An index outside [0, V) is an error (CPU: std::invalid_argument naming it; CUDA: the
+// row is written as NaN, which the trainer reports as divergence).
 using EmbeddingFn = void (*)(const Tensor& weight, const Tensor& idx, const Tensor& out);
+// gweight[v, :] = sum over i with idx[i] = v of gout[i, :], summed in increasing i.
 using EmbeddingBwdFn = void (*)(const Tensor& gout, const Tensor& idx, const Tensor& gweight);
-// logits [N,V] contiguous, target [N] int, mask [N] float or undefined; loss/lse [N].
+// cross-entropy per row: logits [N, V], target [N] int; loss[n] = lse[n] - logits[n, t]
+// with lse[n] = log sum_j exp(logits[n, j]). (The op turns its float mask [N] into the
+// per-row weights `scale` of the backward; the kernels never see a mask.) A target
+// outside [0, V) is an error (CPU: invalid_argument; CUDA: NaN loss).
 using CrossEntropyFn = void (*)(const Tensor& logits, const Tensor& target, const Tensor& loss,
                                 const Tensor& lse);
-// glogits[n,:] = scale[n] * (softmax(logits[n]) - onehot(target[n])).
+// glogits[n,:] = scale[n] * (softmax(logits[n]) - onehot(target[n])); 0 where scale is 0.
 using CrossEntropyBwdFn = void (*)(const Tensor& logits, const Tensor& target, const Tensor& lse,
                                    const Tensor& scale, const Tensor& glogits);
 
@@ -68,23 +108,55 @@ struct AdamWArgs {
 };
 using AdamWFn = void (*)(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, AdamWArgs a);
 
-extern KernelTable<AdamWFn> adamw_kernel;
+// --- Multi-Token Attention's map ops (autograd/ops_attention.h) ---------------------
+// Maps are [B, H, T, T] and causal: only entries with column <= row are read, and only
+// those are computed; the rest of every output is written as 0.
+//
+// Key-query convolution, depthwise over heads. kernel [H, cq, ck]; pad_left is the key
+// offset p (0 <= p < ck):
+//   out[b,h,i,j] = sum_{a<cq, c<ck} kernel[h,a,c] * x~[b,h, i-(cq-1)+a, j-p+c]   (j <= i)
+// where x~ is x with 0 outside [0,T)^2 and at column > row; out[b,h,i,j>i] = 0.
+using KqConvFn = void (*)(const Tensor& x, const Tensor& kernel, int64_t pad_left, const Tensor& out);
+// Gradients of the above w.r.t. x (gx, 0 at column > row) and w.r.t. the kernel (gkernel),
+// from gout (read at j <= i only). Either output may be undefined: then it is skipped, and
+// x is read only when gkernel is wanted.
+using KqConvBwdFn = void (*)(const Tensor& x, const Tensor& kernel, int64_t pad_left, const Tensor& gout,
+                             const Tensor& gx, const Tensor& gkernel);
+// Head mixing within groups of c_h consecutive heads. mix [H/c_h, c_h, c_h]:
+//   out[b, g*c_h+j, q, k] = sum_i mix[g,i,j] * x[b, g*c_h+i, q, k]   (k <= q), 0 at k > q.
+using HeadMixFn = void (*)(const Tensor& x, const Tensor& mix, const Tensor& out);
+// Gradients w.r.t. x (0 at k > q) and mix; either output may be undefined (skipped).
+using HeadMixBwdFn = void (*)(const Tensor& x, const Tensor& mix, const Tensor& gout, const Tensor& gx,
+                              const Tensor& gmix);
+
 extern KernelTable<CopyFn> copy_kernel;
 extern KernelTable<FillFn> fill_kernel;
 extern KernelTable<UnaryFn> unary_kernel;
 extern KernelTable<BinaryFn> binary_kernel;
+extern KernelTable<WhereFn> where_kernel;
 extern KernelTable<ReduceFn> reduce_kernel;
 extern KernelTable<MatmulFn> matmul_kernel;
 extern KernelTable<SoftmaxFn> softmax_kernel;
 extern KernelTable<SoftmaxBwdFn> softmax_bwd_kernel;
-extern KernelTable<WhereFn> where_kernel;
-extern KernelTable<RandomFn> random_kernel;
 extern KernelTable<NormFn> norm_kernel;
 extern KernelTable<NormBwdFn> norm_bwd_kernel;
 extern KernelTable<EmbeddingFn> embedding_kernel;
 extern KernelTable<EmbeddingBwdFn> embedding_bwd_kernel;
 extern KernelTable<CrossEntropyFn> cross_entropy_kernel;
 extern KernelTable<CrossEntropyBwdFn> cross_entropy_bwd_kernel;
+extern KernelTable<RandomFn> random_kernel;
+extern KernelTable<AdamWFn> adamw_kernel;
+extern KernelTable<KqConvFn> kq_conv_kernel;
+extern KernelTable<KqConvBwdFn> kq_conv_bwd_kernel;
+extern KernelTable<HeadMixFn> head_mix_kernel;
+extern KernelTable<HeadMixBwdFn> head_mix_bwd_kernel;
+
+// Which device kinds fill each table: {family name, has cpu, has cuda}, in table order.
+struct KernelSupport {
+  const char* name;
+  bool cpu, cuda;
+};
+std::vector<KernelSupport> kernel_support();
 
 // Thread count used by the CPU kernels and BLAS: OMP_NUM_THREADS, or set_num_threads().
 void set_num_threads(int n);

@@ -6,11 +6,13 @@
 //   ops_matmul.cpp       batched matmul with broadcast batch dims
 //   ops_nn.cpp           softmax, log_softmax, rms_norm, layer_norm, embedding,
 //                        cross_entropy, dropout
+//   ops_attention.cpp    Multi-Token Attention's kq_conv and head_mix (ops_attention.h)
 // Shape, dtype and device mismatches throw std::invalid_argument naming the op and shapes.
 #pragma once
 #include <vector>
 
 #include "autograd/function.h"
+#include "autograd/ops_attention.h"
 #include "autograd/random.h"
 #include "autograd/tensor.h"
 

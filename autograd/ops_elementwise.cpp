@@ -11,6 +11,9 @@ void check_compatible(const char* op, const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype())
     throw std::invalid_argument(std::string(op) + ": dtype mismatch, " + dtype_name(a.dtype()) + " " +
                                 shape_str(a.shape()) + " vs " + dtype_name(b.dtype()) + " " + shape_str(b.shape()));
+  check_same_device(op, a, b);
+}
+void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
   if (a.device() != b.device())
     throw std::invalid_argument(std::string(op) + ": device mismatch, " + a.device().str() + " " +
                                 shape_str(a.shape()) + " vs " + b.device().str() + " " + shape_str(b.shape()));

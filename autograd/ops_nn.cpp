@@ -81,6 +81,7 @@ struct EmbeddingOp {
   static Tensor forward(Context& ctx, const Tensor& w, const Tensor& idx) {
     detail::check_float(name, w);
     if (w.dim() != 2) throw std::invalid_argument("embedding: weight must be [V, d], got " + shape_str(w.shape()));
+    detail::check_same_device(name, w, idx);
     if (is_floating(idx.dtype()))
       throw std::invalid_argument("embedding: indices must be int32 or int64, got " + std::string(dtype_name(idx.dtype())));
     Shape s = idx.shape();
@@ -105,6 +106,8 @@ struct CrossEntropyOp {
   static Tensor forward(Context& ctx, const Tensor& logits, const Tensor& target, const Tensor& mask) {
     detail::check_float(name, logits);
     Shape lead(logits.shape().begin(), logits.shape().end() - 1);
+    detail::check_same_device(name, logits, target);
+    if (mask.defined()) detail::check_same_device(name, logits, mask);
     if (target.shape() != lead || (mask.defined() && mask.shape() != lead))
       throw std::invalid_argument("cross_entropy: logits " + shape_str(logits.shape()) + " need targets" +
                                   (mask.defined() ? " and mask" : "") + " of shape " + shape_str(lead) + ", got " +
@@ -115,7 +118,8 @@ struct CrossEntropyOp {
     cross_entropy_kernel(logits.device())(l2, t, loss, lse);
     // Per-token weights: mask / (number of unmasked tokens), so the loss is their mean.
     Tensor w = mask.defined() ? reshape(to_dtype(mask, logits.dtype()), {N}) : ones({N}, logits.options());
-    Tensor scale = div(w, std::max(sum(w).item(), 1.0));
+    // Divided on the device (no read back per step); an all-zero mask gives 0, not NaN.
+    Tensor scale = div(w, maximum(sum(w), ones({}, w.options())));
     ctx.save({l2, t, lse, scale});
     ctx.shapes = {logits.shape()};
     return sum(mul(loss, scale));

@@ -10,6 +10,8 @@ namespace mtalab::detail {
 // Throws naming the op and both shapes when dtypes or devices differ.
 void check_compatible(const char* op, const Tensor& a, const Tensor& b);
 void check_float(const char* op, const Tensor& a);
+// Throws naming the op and both devices when a and b live on different devices.
+void check_same_device(const char* op, const Tensor& a, const Tensor& b);
 // A non-differentiable view onto x's storage.
 Tensor make_view(const Tensor& x, const Shape& shape, const Shape& strides, int64_t offset);
 // Contiguous, undifferentiated copy (or x itself when already contiguous).

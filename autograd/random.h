@@ -1,6 +1,6 @@
-// Seeded, counter-based random numbers (Philox4x32-10). A Generator is a seed plus a
-// counter; every draw advances the counter by what it used, so a draw's values depend
-// only on (seed, counter, shape) and never on the thread count. The state is two
+// Seeded, counter-based random numbers (Philox4x32-10, autograd/philox.h). A Generator
+// is a seed plus a counter; every draw advances the counter by what it used, so a draw's
+// values depend only on (seed, counter, shape), never on the thread count or device. The state is two
 // integers, saved in checkpoints to resume a run bit for bit.
 #pragma once
 #include <cstdint>
@@ -26,9 +26,6 @@ class Generator {
  private:
   PhiloxState st_;
 };
-
-// The Philox4x32-10 block: four 32-bit outputs for one (key, counter).
-void philox4x32(uint64_t seed, uint64_t counter, uint32_t out[4]);
 
 Tensor rand(const Shape& s, Generator& g, TensorOptions o = {});   // U[0,1)
 Tensor uniform(const Shape& s, double lo, double hi, Generator& g, TensorOptions o = {});

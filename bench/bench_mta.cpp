@@ -23,7 +23,7 @@
 
 #include "autograd/kernels.h"
 #include "autograd/ops.h"
-#include "layers/attention_ops.h"
+#include "layers/mta_init.h"
 
 using namespace mtalab;
 

@@ -204,6 +204,7 @@ int cmd_eval(int argc, char** argv) {
   TrainConfig c = make_train_config(cl.train, cl.variants.at(chosen));
   auto data = make_train_data(c);
   Transformer model(c.model);
+  model.to(c.device);  // --train.device picks where; a checkpoint loads onto either device
   CheckpointData d = load_checkpoint(ck);
   load_parameters(d, model.named_parameters(), ck);
   model.train(false);

@@ -56,6 +56,7 @@ const std::vector<OptionSpec>& train_option_specs() {
       S::Int("train.checkpoint_every", 0, "also checkpoint every N steps (0: at evaluations and the end)", 0, 1LL << 40),
       S::Int("train.seed", 0, "seed for initialisation, data order and dropout", 0, 1LL << 62),
       S::Int("train.threads", 0, "CPU threads (0: OMP_NUM_THREADS or all cores)", 0, 4096),
+      S::String("train.device", "cpu", "where parameters, optimizer state, batches and evaluation live: cpu, cuda or cuda:N"),
       // where
       S::String("run.out", "runs/default", "run directory: run.h5 (log) and checkpoint.h5"),
   };
@@ -110,6 +111,11 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
   c.checkpoint_every = v.get_int("train.checkpoint_every");
   c.seed = (uint64_t)v.get_int("train.seed");
   c.threads = (int)v.get_int("train.threads");
+  try {
+    c.device = Device::parse(v.get_string("train.device"));
+  } catch (const std::invalid_argument&) {
+    throw InputError("option --train.device='" + v.get_string("train.device") + "' (expected cpu, cuda or cuda:N)");
+  }
   c.out_dir = v.get_string("run.out");
   m.seed = c.seed;
 

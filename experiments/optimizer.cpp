@@ -66,7 +66,7 @@ void Optimizer::load_state(const NamedParams& state, int64_t steps) {
     if (it->second.shape() != t.shape())
       throw InputError("optimizer state: '" + name + "' has shape " + shape_str(it->second.shape()) + ", expected " +
                        shape_str(t.shape()));
-    copy_(t, it->second.to(t.dtype()));
+    copy_(t, it->second.to(t.dtype()).to(t.device()));
   }
   t_ = steps;
 }
@@ -83,10 +83,14 @@ double learning_rate(const ScheduleConfig& s, int64_t step) {
 
 double clip_grad_norm(const NamedParams& params, double max_norm) {
   NoGradGuard ng;
-  double total = 0;
+  // Summed on the parameters' device in float64; one read back for all of them.
+  Tensor total;
   for (auto& [n, p] : params)
-    if (p.grad().defined()) total += sum(square(to_dtype(p.grad(), DType::f64))).item();
-  const double norm = std::sqrt(total);
+    if (p.grad().defined()) {
+      Tensor s = sum(square(to_dtype(p.grad(), DType::f64)));
+      total = total.defined() ? add(total, s) : s;
+    }
+  const double norm = total.defined() ? std::sqrt(total.item()) : 0.0;
   if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) {
     const double scale = max_norm / (norm + 1e-6);
     for (auto& [n, p] : params)

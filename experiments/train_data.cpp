@@ -11,8 +11,8 @@
 namespace mtalab {
 namespace {
 
-Tensor tokens(const std::vector<int32_t>& v, int64_t B, int64_t T) {
-  return from_vector<int32_t>(v, {B, T}, {DType::i32});
+Tensor tokens(const std::vector<int32_t>& v, int64_t B, int64_t T, Device d) {
+  return from_vector<int32_t>(v, {B, T}, {DType::i32, d});
 }
 
 int64_t get(const std::map<std::string, int64_t>& s, const std::string& k) {
@@ -35,7 +35,8 @@ class TextData final : public TrainData {
   }
   Batch next(int64_t B) override {
     TokenBatch b = batcher_->next_batch(B);
-    return {tokens(b.inputs, B, cfg_.seq_len), tokens(b.targets, B, cfg_.seq_len), Tensor(), B * cfg_.seq_len};
+    return {tokens(b.inputs, B, cfg_.seq_len, cfg_.device), tokens(b.targets, B, cfg_.seq_len, cfg_.device), Tensor(),
+            B * cfg_.seq_len};
   }
   EvalResult evaluate(Transformer& model) override {
     NoGradGuard ng;
@@ -45,9 +46,9 @@ class TextData final : public TrainData {
     int64_t count = 0, batches = 0;
     TokenBatch b;
     while (ev.next(b) && (cfg_.eval_max_batches == 0 || batches < cfg_.eval_max_batches)) {
-      Tensor logits = model.forward(tokens(b.inputs, b.batch_size, b.seq_len), unused);
+      Tensor logits = model.forward(tokens(b.inputs, b.batch_size, b.seq_len, cfg_.device), unused);
       const int64_t n = b.batch_size * b.seq_len;
-      total += cross_entropy(logits, tokens(b.targets, b.batch_size, b.seq_len)).item() * (double)n;
+      total += cross_entropy(logits, tokens(b.targets, b.batch_size, b.seq_len, cfg_.device)).item() * (double)n;
       count += n;
       ++batches;
     }
@@ -59,7 +60,7 @@ class TextData final : public TrainData {
   std::string metric_name() const override { return "bpb"; }
   Tensor fixed_example() const override {
     std::vector<int32_t> v(val_.begin(), val_.begin() + cfg_.seq_len);
-    return tokens(v, 1, cfg_.seq_len);
+    return tokens(v, 1, cfg_.seq_len, cfg_.device);
   }
   std::map<std::string, int64_t> state() const override {
     auto s = batcher_->state();
@@ -104,7 +105,7 @@ class FindBlockData final : public TrainData {
       std::vector<std::string> out(B, std::string(span.length, '\0'));
       for (int a = 0; a < span.length; ++a) {
         const int64_t pos = span.start - 1 + a;  // predicts example byte span.start + a
-        Tensor logits = model.forward(tokens(in, B, T), unused);
+        Tensor logits = model.forward(tokens(in, B, T, cfg_.device), unused);
         Tensor last = slice(logits, 1, pos, pos + 1);  // [B, 1, V]
         std::vector<float> lv = to_dtype(last, DType::f32).to_vector<float>();
         const int64_t V = logits.size(-1);
@@ -139,9 +140,9 @@ class FindBlockData final : public TrainData {
  private:
   Batch to_batch(const FindBlockBatch& b) const {
     Batch r;
-    r.inputs = tokens(b.inputs, b.batch_size, b.seq_len);
-    r.targets = tokens(b.targets, b.batch_size, b.seq_len);
-    r.mask = from_vector<float>(b.loss_mask, {b.batch_size, b.seq_len}, {cfg_.model.dtype});
+    r.inputs = tokens(b.inputs, b.batch_size, b.seq_len, cfg_.device);
+    r.targets = tokens(b.targets, b.batch_size, b.seq_len, cfg_.device);
+    r.mask = from_vector<float>(b.loss_mask, {b.batch_size, b.seq_len}, {cfg_.model.dtype, cfg_.device});
     double n = 0;
     for (float m : b.loss_mask) n += m;
     r.tokens = (int64_t)n;

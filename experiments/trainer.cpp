@@ -92,7 +92,7 @@ void load_parameters(const CheckpointData& ck, const NamedParams& params, const 
     if (it->second.shape != t.shape())
       throw InputError("checkpoint '" + file + "': parameter '" + name + "' has shape " + shape_str(it->second.shape) +
                        ", the model expects " + shape_str(t.shape()));
-    copy_(t, from_ckpt(it->second, t.dtype()));
+    copy_(t, from_ckpt(it->second, t.dtype()).to(t.device()));
   }
 }
 
@@ -108,7 +108,8 @@ RunSummary train(const RunRequest& req) {
 
   // Everything that can fail on bad input happens before any file is written.
   auto data = make_train_data(c);
-  Transformer model(c.model);
+  Transformer model(c.model);  // initialised on the CPU: the same values for every device
+  model.to(c.device);
   NamedParams params = model.named_parameters();
   Optimizer opt(params, c.optimizer);
   Generator dropout_gen(c.seed * 7919ull + 17);
@@ -148,7 +149,9 @@ RunSummary train(const RunRequest& req) {
     log.set_attr("git_commit", MTALAB_GIT_COMMIT);
     log.set_attr("start_time", now_iso());
     log.set_attr("host", host_name());
-    log.set_attr("backend", "cpu");
+    log.set_attr("backend", c.device.is_cpu() ? "cpu" : cuda_backend_kind());
+    log.set_attr("device", c.device.str());
+    log.set_attr("device_name", c.device.is_cpu() ? "cpu" : cuda_device_name(c.device.index));
     log.set_attr("threads", (int64_t)get_num_threads());
     log.set_attr("seed", (int64_t)c.seed);
     log.set_attr("parameter_count", model.num_parameters());
@@ -202,10 +205,12 @@ RunSummary train(const RunRequest& req) {
   auto window_start = Clock::now();
   const auto session_start = Clock::now();
   g_stop_signal = 0;
-  if (!req.quiet)
-    std::printf("training %s: %lld parameters, %s, %lld steps, %d threads -> %s\n", c.model.attention.c_str(),
-                (long long)model.num_parameters(), c.task.c_str(), (long long)c.steps, get_num_threads(),
-                log_path.c_str());
+  if (!req.quiet) {
+    const std::string where = c.device.is_cpu() ? std::to_string(get_num_threads()) + " threads"
+                                                : c.device.str() + " (" + cuda_device_name(c.device.index) + ")";
+    std::printf("training %s: %lld parameters, %s, %lld steps, %s -> %s\n", c.model.attention.c_str(),
+                (long long)model.num_parameters(), c.task.c_str(), (long long)c.steps, where.c_str(), log_path.c_str());
+  }
 
   while (step < c.steps) {
     const double lr = learning_rate(c.schedule, step);

@@ -5,7 +5,7 @@
 //   S = QKᵀ/√Dh → [kq-conv pre] → [head-mix pre] → Mask_−∞ + softmax
 //     → [kq-conv post (+ Mask_0)] → [head-mix post] → dropout → ·V
 //     → [group norm (+ depth scaling)] → [gate] → merge heads → W_o
-// kq_conv and head_mix (layers/attention_ops.h) are causal: they read only entries
+// kq_conv and head_mix (autograd/ops_attention.h) are causal: they read only entries
 // j ≤ i and write 0 at j > i, which is Mask_0 before the convolution (§3.1, eq. 4) and
 // Mask_0 after a post-softmax convolution (eq. 5); causal_softmax applies Mask_−∞.
 #include <cmath>
@@ -13,7 +13,7 @@
 
 #include "autograd/errors.h"
 #include "layers/attention.h"
-#include "layers/attention_ops.h"
+#include "layers/mta_init.h"
 
 namespace mtalab {
 namespace {

@@ -37,6 +37,24 @@ void Module::zero_grad() {
   }
 }
 
+void Module::to(Device d) {
+  for (auto& [n, t] : params_) {
+    if (t.device() == d) continue;
+    const Tensor moved = t.detach().to(d);
+    TensorImpl& impl = t.impl();
+    impl.storage = moved.storage();
+    impl.strides = moved.strides();
+    impl.offset = moved.offset();
+    impl.grad.reset();
+  }
+  for (auto& [n, m] : children_) m->to(d);
+}
+
+Device Module::device() const {
+  const auto ps = named_parameters();
+  return ps.empty() ? kCPU : ps.front().second.device();
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [n, m] : children_) m->train(on);

@@ -24,6 +24,12 @@ class Module {
   int64_t num_parameters() const;
   void zero_grad();
   void train(bool on = true);
+  // Moves every parameter (and a subclass's buffers) to `d` in place: each parameter keeps
+  // its identity, so the modules' own handles, optimizer lists and names stay valid.
+  // Gradients are dropped. Build on the CPU, then move: initial values do not depend on
+  // the device.
+  virtual void to(Device d);
+  Device device() const;  // where the parameters live (cpu for a module without any)
   bool training() const { return training_; }
 
  protected:

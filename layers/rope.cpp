@@ -18,6 +18,11 @@ Rope::Rope(int64_t head_dim, int64_t max_len, double theta, DType dtype) : head_
   sin_ = from_vector(s, {max_len, half, 1}, {dtype});
 }
 
+void Rope::to(Device d) {
+  cos_ = cos_.to(d);
+  sin_ = sin_.to(d);
+}
+
 Tensor Rope::apply(const Tensor& x) const {
   const int64_t T = x.size(-2), D = x.size(-1);
   if (D != head_dim_ || T > max_len_)

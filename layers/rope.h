@@ -12,6 +12,7 @@ class Rope {
   // x [..., T, Dh] with T <= max_len → same shape, rotated.
   Tensor apply(const Tensor& x) const;
   int64_t max_len() const { return max_len_; }
+  void to(Device d);
 
  private:
   int64_t head_dim_ = 0, max_len_ = 0;

@@ -84,6 +84,11 @@ Tensor Transformer::forward(const Tensor& tokens, Generator& dropout_gen) {
   return linear(x, output_.defined() ? output_ : tok_embeddings_);
 }
 
+void Transformer::to(Device d) {
+  Module::to(d);
+  rope_.to(d);
+}
+
 std::vector<std::string> Transformer::kernel_names() const {
   std::vector<std::string> r;
   for (size_t l = 0; l < blocks_.size(); ++l)

@@ -73,6 +73,7 @@ class Transformer final : public Module {
   const ModelConfig& config() const { return cfg_; }
   int64_t n_layers() const { return (int64_t)blocks_.size(); }
   Attention& attention(int64_t layer) { return blocks_.at(layer)->attention(); }
+  void to(Device d) override;  // parameters and the RoPE tables
   // Names of every learned attention kernel (full dotted names), for snapshots.
   std::vector<std::string> kernel_names() const;
 

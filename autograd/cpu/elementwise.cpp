@@ -259,7 +259,7 @@ void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& o
 }  // namespace mtalab::cpu
 
 namespace mtalab {
-KernelTable<UnaryFn> unary_kernel("unary", cpu::unary);
-KernelTable<BinaryFn> binary_kernel("binary", cpu::binary);
-KernelTable<WhereFn> where_kernel("where", cpu::where);
+MTALAB_REGISTER_KERNEL(unary_kernel, cpu, cpu::unary);
+MTALAB_REGISTER_KERNEL(binary_kernel, cpu, cpu::binary);
+MTALAB_REGISTER_KERNEL(where_kernel, cpu, cpu::where);
 }  // namespace mtalab

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "autograd/cpu/parallel.h"
-#include "autograd/kernels_attention.h"
+#include "autograd/kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MTALAB_NO_ISA_CLONES)
 #define MTALAB_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -172,6 +172,6 @@ void head_mix_bwd(const Tensor& x, const Tensor& mix, const Tensor& gout, const 
 }  // namespace mtalab::cpu
 
 namespace mtalab {
-KernelTable<HeadMixFn> head_mix_kernel("head_mix", cpu::head_mix);
-KernelTable<HeadMixBwdFn> head_mix_bwd_kernel("head_mix_backward", cpu::head_mix_bwd);
+MTALAB_REGISTER_KERNEL(head_mix_kernel, cpu, cpu::head_mix);
+MTALAB_REGISTER_KERNEL(head_mix_bwd_kernel, cpu, cpu::head_mix_bwd);
 }  // namespace mtalab

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "autograd/cpu/parallel.h"
-#include "autograd/kernels_attention.h"
+#include "autograd/kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MTALAB_NO_ISA_CLONES)
 #define MTALAB_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -358,6 +358,6 @@ void kq_conv_bwd(const Tensor& x, const Tensor& kernel, int64_t pad_left, const 
 }  // namespace mtalab::cpu
 
 namespace mtalab {
-KernelTable<KqConvFn> kq_conv_kernel("kq_conv", cpu::kq_conv);
-KernelTable<KqConvBwdFn> kq_conv_bwd_kernel("kq_conv_backward", cpu::kq_conv_bwd);
+MTALAB_REGISTER_KERNEL(kq_conv_kernel, cpu, cpu::kq_conv);
+MTALAB_REGISTER_KERNEL(kq_conv_bwd_kernel, cpu, cpu::kq_conv_bwd);
 }  // namespace mtalab

@@ -96,5 +96,5 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
 }  // namespace mtalab::cpu
 
 namespace mtalab {
-KernelTable<MatmulFn> matmul_kernel("matmul", cpu::matmul);
+MTALAB_REGISTER_KERNEL(matmul_kernel, cpu, cpu::matmul);
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "autograd/strided.h"
 #include "autograd/tensor.h"
 
 namespace mtalab::cpu {
@@ -30,35 +31,8 @@ void parallel_for(int64_t n, int64_t grain, const F& f) {
   }
 }
 
-// The iteration space of several same-shaped strided tensors, simplified: size-1 dims
-// dropped and adjacent dims merged wherever every tensor's layout allows it. A slice of
-// the last dim or a broadcast becomes one long strided inner loop instead of many
-// length-1 rows.
-struct Coalesced {
-  Shape shape;
-  std::vector<Shape> strides;  // one per tensor
-};
-inline Coalesced coalesce(const Shape& shape, const std::vector<Shape>& strides) {
-  Coalesced c;
-  c.strides.resize(strides.size());
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merge = !c.shape.empty();
-    for (size_t t = 0; merge && t < strides.size(); ++t) merge = c.strides[t].back() == strides[t][d] * shape[d];
-    if (merge) {
-      c.shape.back() *= shape[d];
-      for (size_t t = 0; t < strides.size(); ++t) c.strides[t].back() = strides[t][d];
-    } else {
-      c.shape.push_back(shape[d]);
-      for (size_t t = 0; t < strides.size(); ++t) c.strides[t].push_back(strides[t][d]);
-    }
-  }
-  if (c.shape.empty()) {
-    c.shape.push_back(1);
-    for (auto& s : c.strides) s.push_back(0);
-  }
-  return c;
-}
+// Rows per chunk for row-wise kernels over rows of n elements: about 16K elements a chunk.
+inline int64_t row_grain(int64_t n) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)); }
 
 // Runs f(unit) for every unit in [0, n), dynamically scheduled over threads. Each unit
 // owns its outputs, so the results do not depend on the schedule.

@@ -173,5 +173,5 @@ void reduce(ReduceKind k, const Tensor& x, int64_t dim, const Tensor& out) {
 }  // namespace mtalab::cpu
 
 namespace mtalab {
-KernelTable<ReduceFn> reduce_kernel("reduce", cpu::reduce);
+MTALAB_REGISTER_KERNEL(reduce_kernel, cpu, cpu::reduce);
 }

@@ -1,5 +1,5 @@
-// float32 SIMD helpers shared by the CPU kernels (elementwise.cpp, nn.cpp, reduce.cpp;
-// memory.cpp borrows load and store for its 4 x 4 transposes).
+// float32 SIMD helpers shared by the CPU kernels (elementwise, reduce, softmax, norm,
+// cross_entropy; copy.cpp borrows load and store for its 4 x 4 transposes).
 //
 // The hot float32 loops are written once over GCC vector types of L lanes and compiled
 // twice: 4 lanes for the x86-64 baseline (SSE2) and 8 lanes with AVX2+FMA, chosen at run
@@ -175,6 +175,24 @@ MTALAB_VINLINE void add_wide(double* acc, const typename Lanes<L>::F& f) {
   const D a0 = load<D>(acc) + lo<L>(f), a1 = load<D>(acc + L / 2) + hi<L>(f);
   store(acc, a0);
   store(acc + L / 2, a1);
+}
+
+// max of x[0, n) (-inf for n = 0); nan elements are skipped, as in hmax.
+template <int L>
+MTALAB_VINLINE float row_max(const float* x, int64_t n) {
+  using F = typename Lanes<L>::F;
+  constexpr float kInf = __builtin_inff();
+  F mv = F{} - kInf;
+  int64_t j = 0;
+  for (; j + L <= n; j += L) {
+    const F v = load<F>(x + j);
+    mv = mv < v ? v : mv;
+  }
+  if (j < n) {
+    const F v = load_part<F>(x + j, n - j, -kInf);
+    mv = mv < v ? v : mv;
+  }
+  return hmax(mv);
 }
 
 }  // namespace simd

@@ -1,4 +1,4 @@
-// Fused optimizer updates: one pass over each parameter instead of a dozen tensor ops.
+// CPU fused AdamW update: one pass over each parameter instead of a dozen tensor ops.
 #include <cmath>
 
 #include "autograd/cpu/parallel.h"
@@ -35,5 +35,5 @@ void adamw(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, A
 }  // namespace mtalab::cpu
 
 namespace mtalab {
-KernelTable<AdamWFn> adamw_kernel("adamw", cpu::adamw);
+MTALAB_REGISTER_KERNEL(adamw_kernel, cpu, cpu::adamw);
 }

@@ -1,7 +1,8 @@
 // Attention-map ops of Multi-Token Attention (Golovneva et al., arXiv 2504.00927):
 // the key-query convolution and head mixing over causal [B, H, T, T] maps. Each is one
-// fused CPU kernel forward and backward (autograd/cpu/kq_conv.cpp, head_mix.cpp);
-// no mask tensor is ever built.
+// fused kernel forward and backward per device (autograd/cpu/kq_conv.cpp, head_mix.cpp;
+// cuda/kq_conv.cu, head_mix.cu); no mask tensor is ever built. The identity
+// initialisers of their parameters are in layers/mta_init.h.
 //
 // In an MTA layer, with S the scaled scores q kᵀ/√d:
 //   pre-softmax:  causal_softmax(kq_conv(S, K, pad))  = softmax(Mask_-inf(Conv(Mask_0(S))))
@@ -42,10 +43,5 @@ Tensor kq_conv(const Tensor& x, const Tensor& kernel, KqPad pad);
 // and 0 for k > q (inputs there are masked in the model, so they are neither read nor
 // given a gradient). Differentiable in x and mix. H must be divisible by c_h.
 Tensor head_mix(const Tensor& x, const Tensor& mix);
-
-// Identity initialisations: K[h, c_q-1, p] = 1, else 0, so kq_conv(x) = Mask_0(x);
-// mix[g] = I, so head_mix(x) = x on and below the diagonal. opts.requires_grad is honoured.
-Tensor kq_identity_kernel(int64_t H, int64_t cq, int64_t ck, KqPad pad, TensorOptions opts = {});
-Tensor head_mix_identity(int64_t H, int64_t ch, TensorOptions opts = {});
 
 }  // namespace mtalab

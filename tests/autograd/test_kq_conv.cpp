@@ -1,7 +1,7 @@
-// Key-query convolution (layers/attention_ops.h): forward against a naive loop written
+// Key-query convolution (autograd/ops_attention.h): forward against a naive loop written
 // from the definition, gradients against finite differences (tests/gradcheck.h) and
-// against the same convolution composed from the engine's elementary ops, the identity
-// kernel, causality, determinism across thread counts, fp32 vs fp64 and bad arguments.
+// against the same convolution composed from the engine's elementary ops,
+// causality, determinism across thread counts, fp32 vs fp64 and bad arguments.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -13,7 +13,7 @@
 #include "autograd/kernels.h"
 #include "autograd/ops.h"
 #include "gradcheck.h"
-#include "layers/attention_ops.h"
+#include "autograd/ops_attention.h"
 
 using namespace mtalab;
 using testing::gradcheck;
@@ -174,30 +174,6 @@ TEST_CASE("kq_conv: fused op equals the composition of elementary ops, values an
   }
 }
 
-TEST_CASE("kq_conv: identity kernel gives Mask_0(x) in every pad mode") {
-  const int64_t B = 2, H = 3, T = 9;
-  const Tensor x = rand_f64({B, H, T, T}, 700);
-  const std::vector<double> xv = x.to_vector<double>();
-  for (KqPad pad : {KqPad::both, KqPad::left, KqPad::right})
-    for (auto [cq, ck] : {std::pair<int64_t, int64_t>{1, 1}, {2, 3}, {6, 11}, {3, 5}}) {
-      CAPTURE(kq_pad_name(pad));
-      const Tensor K = kq_identity_kernel(H, cq, ck, pad, {DType::f64});
-      CHECK(K.shape() == Shape{H, cq, ck});
-      CHECK(sum(K).item() == doctest::Approx(H));
-      const std::vector<double> y = kq_conv(x, K, pad).to_vector<double>();
-      int bad = 0;
-      for (int64_t m = 0; m < B * H; ++m)
-        for (int64_t i = 0; i < T; ++i)
-          for (int64_t j = 0; j < T; ++j) {
-            const int64_t e = (m * T + i) * T + j;
-            bad += y[e] != (j <= i ? xv[e] : 0.0);
-          }
-      CHECK(bad == 0);
-    }
-  CHECK(kq_identity_kernel(2, 2, 4, KqPad::left).dtype() == DType::f32);
-  CHECK(kq_identity_kernel(2, 2, 3, KqPad::both, {DType::f32, kCPU, true}).requires_grad());
-}
-
 TEST_CASE("kq_conv: causal, changing input row r changes no output row < r, and col > row is never read") {
   const int64_t B = 1, H = 2, T = 12;
   for (const KqCase& kc : {KqCase{3, 5, KqPad::both}, KqCase{2, 4, KqPad::right}, KqCase{4, 3, KqPad::left}}) {
@@ -302,7 +278,6 @@ TEST_CASE("kq_conv: invalid arguments throw naming the option or the shapes") {
   CHECK(m.find("c_k = 4") != std::string::npos);
   CHECK(m.find("both") != std::string::npos);
   CHECK_NOTHROW(kq_conv(x, zeros({4, 2, 4}), KqPad::left));
-  CHECK_THROWS_AS(kq_identity_kernel(4, 2, 4, KqPad::both), std::invalid_argument);
   // kernel heads differ from input heads
   m = msg([&] { kq_conv(x, zeros({3, 2, 3}), KqPad::both); });
   CHECK(m.find("kq_conv") != std::string::npos);

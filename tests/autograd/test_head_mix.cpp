@@ -1,5 +1,5 @@
-// Head mixing (layers/attention_ops.h): forward against a naive loop from the definition,
-// gradients by finite differences and against reshape + matmul, the identity mix,
+// Head mixing (autograd/ops_attention.h): forward against a naive loop from the definition,
+// gradients by finite differences and against reshape + matmul,
 // causality, thread-count independence, fp32 vs fp64, bad arguments; and a whole MTA
 // attention (kq_conv pre, head_mix pre, causal_softmax, kq_conv post, head_mix post)
 // checked by finite differences and for causality.
@@ -13,7 +13,7 @@
 #include "autograd/kernels.h"
 #include "autograd/ops.h"
 #include "gradcheck.h"
-#include "layers/attention_ops.h"
+#include "autograd/ops_attention.h"
 
 using namespace mtalab;
 using testing::gradcheck;
@@ -110,27 +110,6 @@ TEST_CASE("head_mix: fused op equals reshape + matmul, values and gradients") {
     CHECK(max_abs_diff(x1.grad().to_vector<double>(), x2.grad().to_vector<double>()) < 1e-13);
     CHECK(max_abs_diff(M1.grad().to_vector<double>(), M2.grad().to_vector<double>()) < 1e-11);
   }
-}
-
-TEST_CASE("head_mix: identity mix gives the lower triangle of x") {
-  const int64_t B = 2, H = 6, T = 8;
-  const Tensor x = rand_f64({B, H, T, T}, 70);
-  const std::vector<double> xv = x.to_vector<double>();
-  for (int64_t ch : {1, 2, 3, 6}) {
-    CAPTURE(ch);
-    const Tensor M = head_mix_identity(H, ch, {DType::f64});
-    CHECK(M.shape() == Shape{H / ch, ch, ch});
-    const std::vector<double> y = head_mix(x, M).to_vector<double>();
-    int bad = 0;
-    for (int64_t m = 0; m < B * H; ++m)
-      for (int64_t i = 0; i < T; ++i)
-        for (int64_t j = 0; j < T; ++j) {
-          const int64_t e = (m * T + i) * T + j;
-          bad += y[e] != (j <= i ? xv[e] : 0.0);
-        }
-    CHECK(bad == 0);
-  }
-  CHECK_THROWS_AS(head_mix_identity(6, 4), std::invalid_argument);
 }
 
 TEST_CASE("head_mix: causal, changing row r of one head changes no output row < r") {

@@ -1,0 +1,26 @@
+// CPU fill of a contiguous tensor with one value.
+#include "autograd/cpu/parallel.h"
+#include "autograd/kernels.h"
+
+namespace mtalab::cpu {
+
+template <typename T>
+static void fill_typed(const Tensor& dst, double v) {
+  T* d = static_cast<T*>(dst.raw());
+  const T tv = (T)v;
+  parallel_for(dst.numel(), 1 << 15, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) d[i] = tv;
+  });
+}
+static void fill(const Tensor& dst, double v) {
+  switch (dst.dtype()) {
+    case DType::f32: return fill_typed<float>(dst, v);
+    case DType::f64: return fill_typed<double>(dst, v);
+    case DType::i32: return fill_typed<int32_t>(dst, v);
+    case DType::i64: return fill_typed<int64_t>(dst, v);
+  }
+}
+
+MTALAB_REGISTER_KERNEL(fill_kernel, cpu, fill);
+
+}  // namespace mtalab::cpu

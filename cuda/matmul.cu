@@ -1,0 +1,134 @@
+// CUDA batched matmul through cuBLAS (sgemm/dgemm, strided batched). Row-major
+// C = A B is column-major Cᵀ = Bᵀ Aᵀ, so the operands go in swapped; a transposed view
+// (column-major in row-major terms) is passed as a transpose flag, never copied. Batch
+// dims (broadcast ones have stride 0) are coalesced; what remains beyond one strided
+// batch is a host loop of strided-batched calls. Full FP32 by default (no TF32;
+// MTALAB_CUDA_TF32=1 allows it), so results stay within float32 rounding of the CPU's.
+#include <cublas_v2.h>
+
+#include <climits>
+#include <cstdlib>
+#include <mutex>
+
+#include "cuda/common.cuh"
+
+namespace mtalab::cuda {
+namespace {
+
+void blas_check(cublasStatus_t s, const char* call, int64_t m, int64_t n, int64_t k, int64_t batch) {
+  if (s == CUBLAS_STATUS_SUCCESS) return;
+  std::string msg = std::string("cuda: ") + call + " (m=" + std::to_string(m) + ", n=" + std::to_string(n) +
+                    ", k=" + std::to_string(k) + ", batch=" + std::to_string(batch) + "): " + cublasGetStatusString(s);
+#if MTALAB_CUDA_EMU
+  if (*emu::blas_error_detail()) msg += std::string(" (") + emu::blas_error_detail() + ")";
+#endif
+  throw std::runtime_error(msg);
+}
+
+cublasHandle_t handle(int device) {
+  static std::mutex mu;
+  static cublasHandle_t handles[64] = {};
+  std::lock_guard<std::mutex> g(mu);
+  if (device < 0 || device >= 64) throw std::invalid_argument("cuda: device index " + std::to_string(device) + " out of range");
+  if (!handles[device]) {
+    check(cudaSetDevice(device), "cudaSetDevice");
+    blas_check(cublasCreate(&handles[device]), "cublasCreate", 0, 0, 0, 0);
+    blas_check(cublasSetStream(handles[device], nullptr), "cublasSetStream", 0, 0, 0, 0);
+    const char* tf32 = std::getenv("MTALAB_CUDA_TF32");
+    const bool allow_tf32 = tf32 && std::string(tf32) == "1";
+    blas_check(cublasSetMathMode(handles[device], allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+               "cublasSetMathMode", 0, 0, 0, 0);
+  }
+  return handles[device];
+}
+
+struct MatLayout {
+  bool trans;  // column-major in row-major terms (a transposed view)
+  int64_t ld;
+};
+// As the CPU kernel: false when the last two dims are neither row- nor column-major.
+bool blas_layout(const Tensor& t, MatLayout& l) {
+  const int64_t r = t.size(-2), c = t.size(-1), sr = t.strides()[t.dim() - 2], sc = t.strides()[t.dim() - 1];
+  if ((sc == 1 || c == 1) && sr >= std::max<int64_t>(c, 1)) {
+    l = {false, std::max<int64_t>(sr, 1)};
+    return true;
+  }
+  if ((sr == 1 || r == 1) && sc >= std::max<int64_t>(r, 1)) {
+    l = {true, std::max<int64_t>(sc, 1)};
+    return true;
+  }
+  return false;
+}
+
+template <typename T>
+cublasStatus_t gemm_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const T* A, int lda, long long sa, const T* B, int ldb, long long sb, T* C, int ldc,
+                            long long sc, int batch) {
+  const T one = 1, zero = 0;
+  if constexpr (std::is_same_v<T, float>)
+    return cublasSgemmStridedBatched(h, ta, tb, m, n, k, &one, A, lda, sa, B, ldb, sb, &zero, C, ldc, sc, batch);
+  else
+    return cublasDgemmStridedBatched(h, ta, tb, m, n, k, &one, A, lda, sa, B, ldb, sb, &zero, C, ldc, sc, batch);
+}
+
+int as_int(int64_t v, const char* what) {
+  if (v > INT_MAX) throw std::invalid_argument(std::string("matmul on cuda: ") + what + " = " + std::to_string(v) + " exceeds cuBLAS's int range");
+  return (int)v;
+}
+
+template <typename T>
+void matmul_typed(Tensor a, Tensor b, const Tensor& out) {
+  MatLayout la, lb;
+  if (!blas_layout(a, la)) {
+    a = a.contiguous();
+    blas_layout(a, la);
+  }
+  if (!blas_layout(b, lb)) {
+    b = b.contiguous();
+    blas_layout(b, lb);
+  }
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1), nd = out.dim();
+  if (!out.numel()) return;
+  if (K == 0) {
+    check(cudaMemsetAsync(out.raw(), 0, out.numel() * sizeof(T)), "matmul (k = 0)");
+    return;
+  }
+  Shape batch(out.shape().begin(), out.shape().end() - 2), sa, sb, so;
+  for (int64_t d = 0; d < nd - 2; ++d) {
+    sa.push_back(a.strides()[d]);
+    sb.push_back(b.strides()[d]);
+    so.push_back(out.strides()[d]);
+  }
+  const Coalesced c = coalesce(batch, {sa, sb, so});  // at least one dim (size 1 if none)
+  const int64_t inner = c.shape.back(), outer = shape_numel(c.shape) / std::max<int64_t>(inner, 1);
+  const cublasHandle_t h = handle(out.device().index);
+  const cublasOperation_t opa = la.trans ? CUBLAS_OP_T : CUBLAS_OP_N, opb = lb.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const T* ap = ptr<const T>(a);
+  const T* bp = ptr<const T>(b);
+  T* op = ptr<T>(out);
+  const int m = as_int(N, "n"), n = as_int(M, "m"), k = as_int(K, "k"), batch_n = as_int(inner, "batch");
+  for (int64_t i = 0; i < outer; ++i) {
+    int64_t oa = 0, ob = 0, oo = 0, rest = i;
+    for (int64_t d = (int64_t)c.shape.size() - 2; d >= 0; --d) {
+      const int64_t q = rest % c.shape[d];
+      rest /= c.shape[d];
+      oa += q * c.strides[0][d];
+      ob += q * c.strides[1][d];
+      oo += q * c.strides[2][d];
+    }
+    // Cᵀ (N x M, ld N) = Bᵀ Aᵀ: B's row-major storage is Bᵀ column-major, and so on.
+    blas_check(gemm_batched<T>(h, opb, opa, m, n, k, bp + ob, as_int(lb.ld, "ldb"), c.strides[1].back(), ap + oa,
+                               as_int(la.ld, "lda"), c.strides[0].back(), op + oo, m, c.strides[2].back(), batch_n),
+               std::is_same_v<T, float> ? "cublasSgemmStridedBatched" : "cublasDgemmStridedBatched", M, N, K, inner);
+  }
+}
+
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+  MTALAB_DISPATCH_FLOAT(out.dtype(), "matmul", [&] { matmul_typed<scalar_t>(a, b, out); });
+}
+
+}  // namespace
+
+MTALAB_REGISTER_KERNEL(matmul_kernel, cuda, matmul);
+
+}  // namespace mtalab::cuda
