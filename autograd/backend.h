@@ -54,6 +54,12 @@ std::string cuda_backend_unavailable_reason();  // why not, for error messages
 std::string cuda_device_name(int index);  // "NVIDIA H200", "emulated (CPU fibers)", ...
 const char* cuda_backend_kind();          // "cuda", "emulated" or "none"
 void cuda_synchronize();                  // waits for queued work; throws the first error
+// The CUDA allocator's cache of freed blocks (cuda/memory.cu): its size, returning it to
+// the driver, and turning caching on or off (returns the previous setting; blocks freed
+// while it was on stay cached until cuda_empty_cache).
+size_t cuda_cached_bytes();
+void cuda_empty_cache();
+bool cuda_set_caching(bool on);
 
 }  // namespace mtalab
 

@@ -2,7 +2,9 @@
 // reporting. Kernels live one family a file beside this one (cuda/<family>.cu, the same
 // stems as autograd/cpu/), each registering itself into the kernel tables.
 #include <cstdlib>
+#include <map>
 #include <mutex>
+#include <vector>
 #include <stdexcept>
 #include <string>
 
@@ -35,10 +37,56 @@ void after_launch(const char* name, dim3 grid, dim3 block, size_t smem) {
 
 namespace {
 
-void* alloc(size_t n, int dev) {
-  check(cudaSetDevice(dev), "cudaSetDevice");
+// Device memory is cached per device, as PyTorch's allocator does: cudaMalloc is slow and
+// cudaFree waits for the whole device, while a training step frees and reallocates the
+// same sizes every time. A freed block goes on a free list of its size class and is
+// handed out again; kernels run in one stream, in order, so a block is never reused
+// before the work that used it is done. On an allocation failure the cache is returned
+// to the driver and the allocation retried. MTALAB_CUDA_CACHE=0 turns caching off (the
+// emulated build's default: exact-size blocks let AddressSanitizer see overruns);
+// MTALAB_CUDA_POISON=1 fills every block handed out with all-ones bytes (NaN), which the
+// emulator always does.
+struct Cache {
+  std::mutex mu;
+  bool enabled = env_flag("MTALAB_CUDA_CACHE", !MTALAB_CUDA_EMU);
+  bool poison = env_flag("MTALAB_CUDA_POISON", MTALAB_CUDA_EMU);
+  std::map<std::pair<int, size_t>, std::vector<void*>> free;  // (device, size class) -> blocks
+  size_t cached = 0;
+
+  static bool env_flag(const char* name, bool dflt) {
+    const char* v = std::getenv(name);
+    return v && *v ? std::string(v) != "0" : dflt;
+  }
+  // 512-byte steps up to 1 MiB, 2 MiB steps above: bounded waste, many exact reuses.
+  static size_t size_class(size_t n) {
+    const size_t step = n <= (1u << 20) ? 512 : (2u << 20);
+    return (std::max<size_t>(n, 1) + step - 1) / step * step;
+  }
+  void release_all(int dev) {  // caller holds mu
+    for (auto it = free.begin(); it != free.end();) {
+      if (it->first.first != dev) {
+        ++it;
+        continue;
+      }
+      for (void* p : it->second) cudaFree(p);
+      cached -= it->first.second * it->second.size();
+      it = free.erase(it);
+    }
+  }
+};
+Cache& cache() {
+  static Cache* c = new Cache;  // never destroyed: tensors may be freed during exit
+  return *c;
+}
+
+void* device_malloc(size_t n, int dev) {
   void* p = nullptr;
-  const cudaError_t e = cudaMalloc(&p, n);
+  cudaError_t e = cudaMalloc(&p, n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    cache().release_all(dev);  // the cache may hold what this needs
+    e = cudaMalloc(&p, n);
+  }
   if (e != cudaSuccess) {
     size_t free_b = 0, total_b = 0;
     cudaGetLastError();
@@ -49,9 +97,39 @@ void* alloc(size_t n, int dev) {
   }
   return p;
 }
-void release(void* p, size_t, int dev) {
+
+void* alloc(size_t n, int dev) {
+  check(cudaSetDevice(dev), "cudaSetDevice");
+  Cache& c = cache();
+  std::lock_guard<std::mutex> g(c.mu);
+  void* p = nullptr;
+  if (!c.enabled) {
+    p = device_malloc(n, dev);
+  } else {
+    const size_t k = Cache::size_class(n);
+    auto it = c.free.find({dev, k});
+    if (it != c.free.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      c.cached -= k;
+    } else {
+      p = device_malloc(k, dev);
+    }
+  }
+  if (c.poison) check(cudaMemsetAsync(p, 0xff, n), "poison new memory");
+  return p;
+}
+void release(void* p, size_t n, int dev) {
   cudaSetDevice(dev);
-  cudaFree(p);  // never throws from a destructor; a failure shows at the next check
+  Cache& c = cache();
+  std::lock_guard<std::mutex> g(c.mu);
+  if (!c.enabled) {
+    cudaFree(p);  // never throws from a destructor; a failure shows at the next check
+    return;
+  }
+  const size_t k = Cache::size_class(n);
+  c.free[{dev, k}].push_back(p);
+  c.cached += k;
 }
 void to_host(void* dst, const void* src, size_t n, int dev) {
   check(cudaSetDevice(dev), "cudaSetDevice");
@@ -95,6 +173,26 @@ std::string cuda_device_name(int index) {
 }
 
 const char* cuda_backend_kind() { return MTALAB_CUDA_EMU ? "emulated" : "cuda"; }
+
+size_t cuda_cached_bytes() {
+  cuda::Cache& c = cuda::cache();
+  std::lock_guard<std::mutex> g(c.mu);
+  return c.cached;
+}
+void cuda_empty_cache() {
+  cuda::Cache& c = cuda::cache();
+  std::lock_guard<std::mutex> g(c.mu);
+  int n = 0;
+  cudaGetDeviceCount(&n);
+  for (int d = 0; d < n; ++d) c.release_all(d);
+}
+bool cuda_set_caching(bool on) {
+  cuda::Cache& c = cuda::cache();
+  std::lock_guard<std::mutex> g(c.mu);
+  const bool was = c.enabled;
+  c.enabled = on;
+  return was;
+}
 
 void cuda_synchronize() { cuda::check(cudaDeviceSynchronize(), "synchronize"); }
 

@@ -11,4 +11,7 @@ std::string cuda_backend_unavailable_reason() {
 std::string cuda_device_name(int) { return "none"; }
 const char* cuda_backend_kind() { return "none"; }
 void cuda_synchronize() {}
+size_t cuda_cached_bytes() { return 0; }
+void cuda_empty_cache() {}
+bool cuda_set_caching(bool) { return false; }
 }  // namespace mtalab

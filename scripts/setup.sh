@@ -2,7 +2,7 @@
 # Installs, with apt-get, only the Debian packages mtalab needs that are missing.
 # Usage: scripts/setup.sh [--with-torch]   (torch is only needed by the benchmarks)
 set -euo pipefail
-pkgs=(cmake g++ make git libhdf5-dev hdf5-tools libboost-program-options-dev doctest-dev
+pkgs=(cmake g++ make git libhdf5-dev hdf5-tools libboost-program-options-dev libboost-context-dev doctest-dev
       libopenblas-openmp-dev bible-kjv)
 if [[ "${1:-}" == "--with-torch" ]]; then pkgs+=(python3-torch python3-h5py); fi
 missing=()
