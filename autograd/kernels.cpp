@@ -24,6 +24,8 @@ KernelTable<KqConvFn> kq_conv_kernel("kq_conv");
 KernelTable<KqConvBwdFn> kq_conv_bwd_kernel("kq_conv_backward");
 KernelTable<HeadMixFn> head_mix_kernel("head_mix");
 KernelTable<HeadMixBwdFn> head_mix_bwd_kernel("head_mix_backward");
+KernelTable<AttentionFn> attention_kernel("attention");
+KernelTable<AttentionBwdFn> attention_bwd_kernel("attention_backward");
 
 namespace {
 template <typename Fn>
@@ -39,7 +41,8 @@ std::vector<KernelSupport> kernel_support() {
           support(norm_kernel),          support(norm_bwd_kernel),     support(embedding_kernel),
           support(embedding_bwd_kernel), support(cross_entropy_kernel), support(cross_entropy_bwd_kernel),
           support(random_kernel),        support(adamw_kernel),        support(kq_conv_kernel),
-          support(kq_conv_bwd_kernel),   support(head_mix_kernel),     support(head_mix_bwd_kernel)};
+          support(kq_conv_bwd_kernel),   support(head_mix_kernel),     support(head_mix_bwd_kernel),
+          support(attention_kernel),     support(attention_bwd_kernel)};
 }
 
 }  // namespace mtalab

@@ -129,6 +129,30 @@ using HeadMixFn = void (*)(const Tensor& x, const Tensor& mix, const Tensor& out
 using HeadMixBwdFn = void (*)(const Tensor& x, const Tensor& mix, const Tensor& gout, const Tensor& gx,
                               const Tensor& gmix);
 
+// --- fused causal attention (autograd/ops_attention.h) -----------------------------
+// q, k, v, o [B, H, T, Dh]; lse [B, H, T]. With no MTA component:
+//   o = causal_softmax(scale q kᵀ) v,  lse = log sum_j exp of each row of scale q kᵀ;
+// with any (undefined tensors are absent; p_pre/p_post the kq kernels' key offsets):
+//   o = mix_post(kq_post(causal_softmax(mix_pre(kq_pre(scale q kᵀ))))) v
+// and lse the log-sum-exp of the softmax's input rows. No [T, T] tensor is built: the
+// kernels recompute blocks of rows (with the convolutions' halos) as they go.
+struct AttentionParams {
+  double scale = 1;
+  Tensor kq_pre, mix_pre, kq_post, mix_post;  // [H, cq, ck] / [H/ch, ch, ch], or undefined
+  int64_t p_pre = 0, p_post = 0;
+  bool plain() const { return !kq_pre.defined() && !mix_pre.defined() && !kq_post.defined() && !mix_post.defined(); }
+};
+using AttentionFn = void (*)(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a,
+                             const Tensor& o, const Tensor& lse);
+// Gradients from dout (and the forward's o and lse); each output that is undefined is
+// neither computed nor written (a component's gradient only where the component exists).
+struct AttentionGrads {
+  Tensor dq, dk, dv, dkq_pre, dmix_pre, dkq_post, dmix_post;
+};
+using AttentionBwdFn = void (*)(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+                                const Tensor& lse, const Tensor& dout, const AttentionParams& a,
+                                const AttentionGrads& g);
+
 extern KernelTable<CopyFn> copy_kernel;
 extern KernelTable<FillFn> fill_kernel;
 extern KernelTable<UnaryFn> unary_kernel;
@@ -150,6 +174,8 @@ extern KernelTable<KqConvFn> kq_conv_kernel;
 extern KernelTable<KqConvBwdFn> kq_conv_bwd_kernel;
 extern KernelTable<HeadMixFn> head_mix_kernel;
 extern KernelTable<HeadMixBwdFn> head_mix_bwd_kernel;
+extern KernelTable<AttentionFn> attention_kernel;
+extern KernelTable<AttentionBwdFn> attention_bwd_kernel;
 
 // Which device kinds fill each table: {family name, has cpu, has cuda}, in table order.
 struct KernelSupport {

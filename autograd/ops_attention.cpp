@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "autograd/errors.h"
+#include "autograd/ops.h"
 #include "autograd/ops_util.h"
 
 namespace mtalab {
@@ -92,7 +93,90 @@ struct HeadMixOp {
   }
 };
 
+struct FusedAttentionOp {
+  static constexpr const char* name = "fused_attention";
+  static Tensor forward(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& kq_pre,
+                        const Tensor& mix_pre, const Tensor& kq_post, const Tensor& mix_post, double scale,
+                        int64_t p_pre, int64_t p_post) {
+    auto c = [](const Tensor& t) { return t.defined() ? detail::materialize(t) : t; };
+    AttentionParams a{scale, c(kq_pre), c(mix_pre), c(kq_post), c(mix_post), p_pre, p_post};
+    const Tensor qc = c(q), kc = c(k), vc = c(v);
+    Tensor o = Tensor::empty(q.shape(), q.options());
+    Tensor lse = Tensor::empty({q.size(0), q.size(1), q.size(2)}, q.options());
+    attention_kernel(q.device())(qc, kc, vc, a, o, lse);
+    ctx.save({qc, kc, vc, o, lse, a.kq_pre, a.mix_pre, a.kq_post, a.mix_post});
+    ctx.scalars = {scale};
+    ctx.ints = {p_pre, p_post};
+    return o;
+  }
+  static TensorList backward(Context& ctx, const Tensor& g) {
+    const TensorList& s = ctx.saved;
+    const AttentionParams a{ctx.scalars[0], s[5], s[6], s[7], s[8], ctx.ints[0], ctx.ints[1]};
+    auto want = [&](size_t i, const Tensor& like) {
+      return ctx.needs_grad(i) ? Tensor::empty(like.shape(), like.options()) : Tensor();
+    };
+    AttentionGrads gr{want(0, s[0]), want(1, s[1]), want(2, s[2]), want(3, s[5]), want(4, s[6]), want(5, s[7]),
+                      want(6, s[8])};
+    attention_bwd_kernel(g.device())(s[0], s[1], s[2], s[3], s[4], detail::materialize(g), a, gr);
+    return {gr.dq, gr.dk, gr.dv, gr.dkq_pre, gr.dmix_pre, gr.dkq_post, gr.dmix_post};
+  }
+};
+
+// q, k, v [B, H, T, Dh] alike; each component shaped for H heads.
+void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MtaMaps& m) {
+  const char* op = "fused_attention";
+  detail::check_float(op, q);
+  for (const Tensor* t : {&k, &v}) {
+    detail::check_compatible(op, q, *t);
+    if (t->shape() != q.shape())
+      throw std::invalid_argument(std::string(op) + ": q, k and v must have the same shape [B, H, T, Dh], got " +
+                                  shape_str(q.shape()) + " and " + shape_str(t->shape()));
+  }
+  if (q.dim() != 4) throw std::invalid_argument(std::string(op) + ": expected q [B, H, T, Dh], got " + shape_str(q.shape()));
+  const int64_t H = q.size(1);
+  for (const Tensor* t : {&m.kq_pre, &m.kq_post}) {
+    if (!t->defined()) continue;
+    detail::check_compatible(op, q, *t);
+    if (t->dim() != 3 || t->size(0) != H || t->size(1) < 1 || t->size(2) < 1)
+      throw std::invalid_argument(std::string(op) + ": kq kernel of shape " + shape_str(t->shape()) +
+                                  " does not match q " + shape_str(q.shape()) + " (expected [H, c_q, c_k] with H = " +
+                                  std::to_string(H) + ")");
+  }
+  int64_t ch = 0;
+  for (const Tensor* t : {&m.mix_pre, &m.mix_post}) {
+    if (!t->defined()) continue;
+    detail::check_compatible(op, q, *t);
+    if (t->dim() != 3 || t->size(1) != t->size(2) || t->size(1) < 1 || H % t->size(1) || t->size(0) != H / t->size(1))
+      throw std::invalid_argument(std::string(op) + ": head mix of shape " + shape_str(t->shape()) +
+                                  " does not match q " + shape_str(q.shape()) + " (expected [H/c_h, c_h, c_h])");
+    if (ch && ch != t->size(1))
+      throw std::invalid_argument(std::string(op) + ": the mixes before and after softmax have different group sizes " +
+                                  std::to_string(ch) + " and " + std::to_string(t->size(1)));
+    ch = t->size(1);
+  }
+}
+
 }  // namespace
+
+Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m) {
+  check_attention(q, k, v, m);
+  const int64_t p_pre = m.kq_pre.defined() ? kq_pad_offset(m.pad, m.kq_pre.size(2)) : 0;
+  const int64_t p_post = m.kq_post.defined() ? kq_pad_offset(m.pad, m.kq_post.size(2)) : 0;
+  return Function<FusedAttentionOp>::apply(q, k, v, m.kq_pre, m.mix_pre, m.kq_post, m.mix_post, scale, p_pre, p_post);
+}
+
+Tensor attention_maps(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m,
+                      Tensor* probs) {
+  check_attention(q, k, v, m);
+  Tensor s = mul(matmul(q, transpose(k, -1, -2)), scale);
+  if (m.kq_pre.defined()) s = kq_conv(s, m.kq_pre, m.pad);
+  if (m.mix_pre.defined()) s = head_mix(s, m.mix_pre);
+  Tensor p = causal_softmax(s);
+  if (m.kq_post.defined()) p = kq_conv(p, m.kq_post, m.pad);
+  if (m.mix_post.defined()) p = head_mix(p, m.mix_post);
+  if (probs) *probs = p;
+  return matmul(p, v);
+}
 
 Tensor kq_conv(const Tensor& x, const Tensor& kernel, KqPad pad) {
   const char* op = "kq_conv";

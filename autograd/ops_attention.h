@@ -44,4 +44,25 @@ Tensor kq_conv(const Tensor& x, const Tensor& kernel, KqPad pad);
 // given a gradient). Differentiable in x and mix. H must be divisible by c_h.
 Tensor head_mix(const Tensor& x, const Tensor& mix);
 
+// The optional components of Multi-Token Attention around the softmax, in the paper's
+// order (undefined: absent). kq kernels [H, c_q, c_k]; mixes [H/c_h, c_h, c_h] with the
+// same c_h before and after.
+struct MtaMaps {
+  Tensor kq_pre, mix_pre, kq_post, mix_post;
+  KqPad pad = KqPad::both;
+  bool any() const { return kq_pre.defined() || mix_pre.defined() || kq_post.defined() || mix_post.defined(); }
+};
+
+// Causal attention of q, k, v [B, H, T, Dh] -> [B, H, T, Dh]:
+//   o = mix_post(kq_post(causal_softmax(mix_pre(kq_pre(scale q kᵀ))))) v
+// (plain causal softmax attention without components). Fused: no [T, T] tensor is made
+// or kept — FlashAttention-2 for plain softmax, recomputed row blocks with the
+// convolutions' halos for MTA; memory O(B H T Dh). Differentiable in q, k, v and every
+// component. Shape, dtype and device mismatches throw naming fused_attention.
+Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m = {});
+// The same computation through the map ops (kq_conv, head_mix, causal_softmax, matmul):
+// the reference, and the path for callers that want the final probabilities (in *probs).
+Tensor attention_maps(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m = {},
+                      Tensor* probs = nullptr);
+
 }  // namespace mtalab

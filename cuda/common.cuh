@@ -93,6 +93,16 @@ Strided<N> make_strided(const Shape& shape, const std::vector<Shape>& strides, c
   return s;
 }
 
+// Row-major strided-batched GEMM through cuBLAS on `device` (cuda/matmul.cu):
+//   C_i = alpha op(A_i) op(B_i) + beta C_i,  i < batch;  op(A) [M, K] (A stored [K, M] when
+// ta), op(B) [K, N] (B stored [N, K] when tb); strides between batch entries in elements.
+void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+             int64_t sa, const float* B, int64_t ldb, int64_t sb, float beta, float* C, int64_t ldc, int64_t sc,
+             int64_t batch);
+void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+             int64_t lda, int64_t sa, const double* B, int64_t ldb, int64_t sb, double beta, double* C, int64_t ldc,
+             int64_t sc, int64_t batch);
+
 template <typename T>
 T* ptr(const Tensor& t) {
   return static_cast<T*>(t.raw());

@@ -63,12 +63,11 @@ bool blas_layout(const Tensor& t, MatLayout& l) {
 template <typename T>
 cublasStatus_t gemm_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                             const T* A, int lda, long long sa, const T* B, int ldb, long long sb, T* C, int ldc,
-                            long long sc, int batch) {
-  const T one = 1, zero = 0;
+                            long long sc, int batch, T alpha = 1, T beta = 0) {
   if constexpr (std::is_same_v<T, float>)
-    return cublasSgemmStridedBatched(h, ta, tb, m, n, k, &one, A, lda, sa, B, ldb, sb, &zero, C, ldc, sc, batch);
+    return cublasSgemmStridedBatched(h, ta, tb, m, n, k, &alpha, A, lda, sa, B, ldb, sb, &beta, C, ldc, sc, batch);
   else
-    return cublasDgemmStridedBatched(h, ta, tb, m, n, k, &one, A, lda, sa, B, ldb, sb, &zero, C, ldc, sc, batch);
+    return cublasDgemmStridedBatched(h, ta, tb, m, n, k, &alpha, A, lda, sa, B, ldb, sb, &beta, C, ldc, sc, batch);
 }
 
 int as_int(int64_t v, const char* what) {
@@ -127,7 +126,31 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   MTALAB_DISPATCH_FLOAT(out.dtype(), "matmul", [&] { matmul_typed<scalar_t>(a, b, out); });
 }
 
+// Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: operands swapped, the
+// transpose flags kept.
+template <typename T>
+void gemm_rm_typed(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                   int64_t sa, const T* B, int64_t ldb, int64_t sb, T beta, T* C, int64_t ldc, int64_t sc,
+                   int64_t batch) {
+  if (M <= 0 || N <= 0 || batch <= 0) return;
+  blas_check(gemm_batched<T>(handle(device), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                             as_int(N, "n"), as_int(M, "m"), as_int(K, "k"), B, as_int(ldb, "ldb"), sb, A,
+                             as_int(lda, "lda"), sa, C, as_int(ldc, "ldc"), sc, as_int(batch, "batch"), alpha, beta),
+             std::is_same_v<T, float> ? "cublasSgemmStridedBatched" : "cublasDgemmStridedBatched", M, N, K, batch);
+}
+
 }  // namespace
+
+void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+             int64_t sa, const float* B, int64_t ldb, int64_t sb, float beta, float* C, int64_t ldc, int64_t sc,
+             int64_t batch) {
+  gemm_rm_typed(device, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+}
+void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+             int64_t lda, int64_t sa, const double* B, int64_t ldb, int64_t sb, double beta, double* C, int64_t ldc,
+             int64_t sc, int64_t batch) {
+  gemm_rm_typed(device, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+}
 
 MTALAB_REGISTER_KERNEL(matmul_kernel, cuda, matmul);
 

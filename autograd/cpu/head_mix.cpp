@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "autograd/cpu/mta_rows.h"
 #include "autograd/cpu/parallel.h"
 #include "autograd/kernels.h"
 
@@ -77,9 +78,8 @@ MTALAB_ALWAYS_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t
 
 // Rows [q0, q1) of one group: x and out point at the group's first map.
 template <typename T>
-MTALAB_ALWAYS_INLINE void fwd_rows_impl(const T* x, const T* M, T* out, int64_t n, int64_t ch, int64_t q0,
+MTALAB_ALWAYS_INLINE void fwd_rows_impl(const T* x, const T* M, T* out, int64_t n, int64_t map, int64_t ch, int64_t q0,
                                         int64_t q1) {
-  const int64_t map = n * n;
   for (int64_t q = q0; q < q1; ++q)
     for (int64_t j = 0; j < ch; ++j) {
       T* o = out + j * map + q * n;
@@ -89,9 +89,8 @@ MTALAB_ALWAYS_INLINE void fwd_rows_impl(const T* x, const T* M, T* out, int64_t 
 }
 
 template <typename T>
-MTALAB_ALWAYS_INLINE void bwd_rows_impl(const T* x, const T* M, const T* go, T* gx, double* acc, int64_t n,
+MTALAB_ALWAYS_INLINE void bwd_rows_impl(const T* x, const T* M, const T* go, T* gx, double* acc, int64_t n, int64_t map,
                                         int64_t ch, int64_t q0, int64_t q1) {
-  const int64_t map = n * n;
   for (int64_t q = q0; q < q1; ++q) {
     if (gx)
       for (int64_t i = 0; i < ch; ++i) {
@@ -106,22 +105,26 @@ MTALAB_ALWAYS_INLINE void bwd_rows_impl(const T* x, const T* M, const T* go, T* 
   }
 }
 
-MTALAB_ISA_CLONES void fwd_rows(const float* x, const float* M, float* out, int64_t n, int64_t ch, int64_t q0,
-                                int64_t q1) {
-  fwd_rows_impl(x, M, out, n, ch, q0, q1);
+}  // namespace
+
+MTALAB_ISA_CLONES void head_mix_rows(const float* x, const float* M, float* out, int64_t n, int64_t hs, int64_t ch,
+                                     int64_t q0, int64_t q1) {
+  fwd_rows_impl(x, M, out, n, hs, ch, q0, q1);
 }
-MTALAB_ISA_CLONES void fwd_rows(const double* x, const double* M, double* out, int64_t n, int64_t ch, int64_t q0,
-                                int64_t q1) {
-  fwd_rows_impl(x, M, out, n, ch, q0, q1);
+MTALAB_ISA_CLONES void head_mix_rows(const double* x, const double* M, double* out, int64_t n, int64_t hs, int64_t ch,
+                                     int64_t q0, int64_t q1) {
+  fwd_rows_impl(x, M, out, n, hs, ch, q0, q1);
 }
-MTALAB_ISA_CLONES void bwd_rows(const float* x, const float* M, const float* go, float* gx, double* acc, int64_t n,
-                                int64_t ch, int64_t q0, int64_t q1) {
-  bwd_rows_impl(x, M, go, gx, acc, n, ch, q0, q1);
+MTALAB_ISA_CLONES void head_mix_bwd_rows(const float* x, const float* M, const float* go, float* gx, double* acc,
+                                         int64_t n, int64_t hs, int64_t ch, int64_t q0, int64_t q1) {
+  bwd_rows_impl(x, M, go, gx, acc, n, hs, ch, q0, q1);
 }
-MTALAB_ISA_CLONES void bwd_rows(const double* x, const double* M, const double* go, double* gx, double* acc,
-                                int64_t n, int64_t ch, int64_t q0, int64_t q1) {
-  bwd_rows_impl(x, M, go, gx, acc, n, ch, q0, q1);
+MTALAB_ISA_CLONES void head_mix_bwd_rows(const double* x, const double* M, const double* go, double* gx, double* acc,
+                                         int64_t n, int64_t hs, int64_t ch, int64_t q0, int64_t q1) {
+  bwd_rows_impl(x, M, go, gx, acc, n, hs, ch, q0, q1);
 }
+
+namespace {
 
 template <typename T>
 void head_mix_typed(const Tensor& xt, const Tensor& mt, const Tensor& ot) {
@@ -134,7 +137,7 @@ void head_mix_typed(const Tensor& xt, const Tensor& mt, const Tensor& ot) {
     const int64_t bg = u / blocks, blk = u % blocks, grp = bg % G;
     const int64_t q0 = blk * kRowBlock, q1 = std::min(n, q0 + kRowBlock);
     const int64_t off = bg * ch * n * n;  // first map of the group: (b*G + g)*ch == b*H + g*ch
-    fwd_rows(x + off, M + grp * ch * ch, out + off, n, ch, q0, q1);
+    head_mix_rows(x + off, M + grp * ch * ch, out + off, n, n * n, ch, q0, q1);
   });
 }
 
@@ -153,8 +156,8 @@ void head_mix_bwd_typed(const Tensor& xt, const Tensor& mt, const Tensor& got, c
     const int64_t bg = u / blocks, blk = u % blocks, grp = bg % G;
     const int64_t q0 = blk * kRowBlock, q1 = std::min(n, q0 + kRowBlock);
     const int64_t off = bg * ch * n * n;
-    bwd_rows(x + off, M + grp * taps, go + off, gx ? gx + off : nullptr,
-             want_gm ? partial.data() + u * taps : nullptr, n, ch, q0, q1);
+    head_mix_bwd_rows(x + off, M + grp * taps, go + off, gx ? gx + off : nullptr,
+                      want_gm ? partial.data() + u * taps : nullptr, n, n * n, ch, q0, q1);
   });
   if (!want_gm) return;
   sum_unit_partials(partial, B, G, blocks, taps, static_cast<T*>(gmt.raw()));

@@ -23,6 +23,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "autograd/cpu/mta_rows.h"
 #include "autograd/cpu/parallel.h"
 #include "autograd/kernels.h"
 
@@ -39,13 +40,6 @@ namespace {
 
 constexpr int64_t kRowBlock = 16;  // rows per work unit (fixed: results must not depend on threads)
 
-// Convolution geometry of one call.
-struct KqGeom {
-  int64_t n;   // T
-  int64_t cq;  // query taps (looking back)
-  int64_t ck;  // key taps
-  int64_t p;   // key offset: tap c reads column j - p + c
-};
 
 // Fixed-width vectors (GCC vector extensions): 8 floats or 4 doubles, one AVX register,
 // two SSE registers in the baseline build. Loads and stores go through memcpy (unaligned).
@@ -146,13 +140,18 @@ MTALAB_ALWAYS_INLINE void fwd_row_impl(const T* x, const T* K, T* out, const KqG
   for (int64_t j = i + 1; j < g.n; ++j) out[j] = 0;  // causal: never computed
 }
 
-MTALAB_ISA_CLONES void fwd_rows(const float* x, const float* K, float* out, const KqGeom& g, int64_t i0, int64_t i1) {
+}  // namespace
+
+MTALAB_ISA_CLONES void kq_conv_rows(const float* x, const float* K, float* out, const KqGeom& g, int64_t i0,
+                                    int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) fwd_row_impl(x, K, out + i * g.n, g, i);
 }
-MTALAB_ISA_CLONES void fwd_rows(const double* x, const double* K, double* out, const KqGeom& g, int64_t i0,
-                                int64_t i1) {
+MTALAB_ISA_CLONES void kq_conv_rows(const double* x, const double* K, double* out, const KqGeom& g, int64_t i0,
+                                    int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) fwd_row_impl(x, K, out + i * g.n, g, i);
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------------
 // Backward, input row r of one map. Tap (a, c) links input (r, s) to output
@@ -291,20 +290,24 @@ MTALAB_ALWAYS_INLINE void gk_row_impl(const T* go, const T* x, double* acc, cons
   }
 }
 
-MTALAB_ISA_CLONES void bwd_rows(const float* go, const float* x, const float* K, float* gx, double* acc,
-                                const KqGeom& g, int64_t r0, int64_t r1) {
+}  // namespace
+
+MTALAB_ISA_CLONES void kq_conv_bwd_rows(const float* go, const float* x, const float* K, float* gx, double* acc,
+                                        const KqGeom& g, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
     if (gx) gx_row_impl(go, K, gx + r * g.n, g, r);
     if (acc) gk_row_impl(go, x, acc, g, r);
   }
 }
-MTALAB_ISA_CLONES void bwd_rows(const double* go, const double* x, const double* K, double* gx, double* acc,
-                                const KqGeom& g, int64_t r0, int64_t r1) {
+MTALAB_ISA_CLONES void kq_conv_bwd_rows(const double* go, const double* x, const double* K, double* gx, double* acc,
+                                        const KqGeom& g, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
     if (gx) gx_row_impl(go, K, gx + r * g.n, g, r);
     if (acc) gk_row_impl(go, x, acc, g, r);
   }
 }
+
+namespace {
 
 template <typename T>
 void kq_conv_typed(const Tensor& xt, const Tensor& kt, int64_t p, const Tensor& ot) {
@@ -317,7 +320,7 @@ void kq_conv_typed(const Tensor& xt, const Tensor& kt, int64_t p, const Tensor& 
   for_units(B * H * blocks, [&](int64_t u) {
     const int64_t bh = u / blocks, blk = u % blocks, h = bh % H;
     const int64_t i0 = blk * kRowBlock, i1 = std::min(n, i0 + kRowBlock);
-    fwd_rows(x + bh * n * n, K + h * g.cq * g.ck, out + bh * n * n, g, i0, i1);
+    kq_conv_rows(x + bh * n * n, K + h * g.cq * g.ck, out + bh * n * n, g, i0, i1);
   });
 }
 
@@ -337,7 +340,7 @@ void kq_conv_bwd_typed(const Tensor& xt, const Tensor& kt, int64_t p, const Tens
   for_units(units, [&](int64_t u) {
     const int64_t bh = u / blocks, blk = u % blocks, h = bh % H;
     const int64_t r0 = blk * kRowBlock, r1 = std::min(n, r0 + kRowBlock);
-    bwd_rows(go + bh * n * n, x + bh * n * n, K + h * taps, gx ? gx + bh * n * n : nullptr,
+    kq_conv_bwd_rows(go + bh * n * n, x + bh * n * n, K + h * taps, gx ? gx + bh * n * n : nullptr,
              want_gk ? partial.data() + u * taps : nullptr, g, r0, r1);
   });
   if (!want_gk) return;

@@ -336,6 +336,39 @@ std::vector<Case> cases() {
                    return Outputs{out("y", y), out("gx", gx), out("gmix", gm)};
                  }});
   }
+  // fused attention: plain (FlashAttention) and every MTA component, odd sizes
+  struct Att {
+    const char* name;
+    int64_t B, H, T, D, cq, ck, p, cq_post, ck_post, p_post, ch;
+    bool mix_pre, mix_post;
+  };
+  for (const Att& t : std::vector<Att>{{"plain softmax", 2, 3, 67, 16, 0, 0, 0, 0, 0, 0, 0, false, false},
+                                       {"every component, c_h 4", 1, 4, 37, 8, 3, 5, 2, 2, 3, 1, 4, true, true},
+                                       {"post conv left pad, mix post c_h 2", 2, 4, 33, 8, 0, 0, 0, 3, 4, 3, 2, false, true},
+                                       {"c_q > T, c_k > T, mix pre c_h 1", 1, 2, 5, 4, 7, 9, 4, 0, 0, 0, 1, true, false}}) {
+    c.push_back({std::string("attention ") + t.name + " T" + std::to_string(t.T) + " forward and backward",
+                 {"attention", "attention_backward"}, 4e-6, t64, [=](const Env& e) {
+                   const Shape s{t.B, t.H, t.T, t.D};
+                   Tensor q = e.input(s), k = e.input(s), v = e.input(s);
+                   AttentionParams a;
+                   a.scale = 0.4;
+                   if (t.cq) a.kq_pre = e.input({t.H, t.cq, t.ck}, -0.5, 0.5), a.p_pre = t.p;
+                   if (t.cq_post) a.kq_post = e.input({t.H, t.cq_post, t.ck_post}, -0.5, 0.5), a.p_post = t.p_post;
+                   if (t.mix_pre) a.mix_pre = e.input({t.H / t.ch, t.ch, t.ch}, -0.5, 0.5);
+                   if (t.mix_post) a.mix_post = e.input({t.H / t.ch, t.ch, t.ch}, -0.5, 0.5);
+                   Tensor o = e.output(s), lse = e.output({t.B, t.H, t.T});
+                   attention_kernel(e.device)(q, k, v, a, o, lse);
+                   Tensor dout = e.input(s);
+                   auto like = [&](const Tensor& x) { return x.defined() ? e.output(x.shape()) : Tensor(); };
+                   AttentionGrads g{like(q), like(k), like(v), like(a.kq_pre), like(a.mix_pre), like(a.kq_post),
+                                    like(a.mix_post)};
+                   attention_bwd_kernel(e.device)(q, k, v, o, lse, dout, a, g);
+                   Outputs r{out("o", o), out("lse", lse), out("dq", g.dq), out("dk", g.dk), out("dv", g.dv)};
+                   for (const Tensor* x : {&g.dkq_pre, &g.dmix_pre, &g.dkq_post, &g.dmix_post})
+                     if (x->defined()) r.push_back(out("component gradient", *x));
+                   return r;
+                 }});
+  }
   return c;
 }
 

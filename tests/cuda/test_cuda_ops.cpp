@@ -126,6 +126,14 @@ std::vector<OpCase> op_cases() {
          Tensor p = causal_softmax(head_mix(kq_conv(s, x[3], KqPad::both), x[4]));
          return matmul(head_mix(kq_conv(p, x[5], KqPad::left), x[6]), x[2]);
        }},
+      {"fused attention, plain softmax", {{{2, 3, 21, 8}}, {{2, 3, 21, 8}}, {{2, 3, 21, 8}}},
+       [](L x) { return fused_attention(x[0], x[1], x[2], 0.35); }},
+      {"fused attention, every MTA component", {{{1, 4, 19, 4}}, {{1, 4, 19, 4}}, {{1, 4, 19, 4}}, {{4, 3, 5}},
+                                              {{1, 4, 4}}, {{4, 2, 3}}, {{1, 4, 4}}},
+       [](L x) {
+         MtaMaps m{x[3], x[4], x[5], x[6], KqPad::both};
+         return fused_attention(x[0], x[1], x[2], 0.5, m);
+       }},
   };
   return c;
 }

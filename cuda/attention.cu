@@ -1,0 +1,548 @@
+// CUDA fused causal attention without [T, T] maps (autograd/kernels.h states the contract;
+// autograd/cpu/attention.cpp is the CPU twin with the same structure).
+//
+// Plain softmax attention, FlashAttention-2 style with one warp per row: a query row's
+// warp walks the keys up to the diagonal 32 at a time (a lane per key: its score, then
+// an online softmax over the warp) and accumulates the output, each lane owning Dh/32 of
+// its dimensions. Only the row's log-sum-exp is saved. The backward recomputes the scores:
+// a warp per query row accumulates dQ over its keys, a warp per key row accumulates dK and
+// dV over the queries below it, so every output has one writer (no atomics).
+//
+// Multi-Token Attention: the host walks the query rows in blocks; for each block every
+// (batch, head) map's band of rows — the block plus the convolutions' halos, full width —
+// is recomputed with strided-batched cuBLAS products and band kernels (kq-conv, head mix,
+// softmax), exactly the stages of the maps path. The blocks run one after another in the
+// stream, so dK and dV accumulate by cuBLAS with beta = 1 in block order, and the
+// components' gradient sums are per-block partials added in a fixed order: the same bits
+// on every run. Memory: a few bands of [B H, rows, T], never a [T, T] map per head.
+#include <algorithm>
+#include <vector>
+
+#include "cuda/common.cuh"
+
+namespace mtalab::cuda {
+namespace {
+
+constexpr int kWarps = 4;       // rows (warps) per 128-thread block
+constexpr int kMaxDimLanes = 8;  // head dims up to 8 * 32 = 256
+
+template <typename T>
+__device__ __forceinline__ T dot(const T* a, const T* b, int64_t D) {
+  T s = 0;
+  for (int64_t d = 0; d < D; ++d) s += a[d] * b[d];
+  return s;
+}
+
+// ---- plain softmax: warp-per-row FlashAttention ------------------------------------------
+template <typename T>
+__global__ void flash_fwd(const T* q, const T* k, const T* v, T* o, T* lse, int64_t BH, int64_t T_, int64_t D,
+                          T scale) {
+  const int64_t row = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32;
+  if (row >= BH * T_) return;  // the whole warp leaves together
+  const int lane = threadIdx.x % 32;
+  const int64_t bh = row / T_, i = row % T_;
+  const T* qi = q + row * D;
+  const T* kb = k + bh * T_ * D;
+  const T* vb = v + bh * T_ * D;
+  T acc[kMaxDimLanes] = {};
+  T m = -dev::inf<T>(), l = 0;
+  for (int64_t j0 = 0; j0 <= i; j0 += 32) {  // the same trip count in every lane
+    const int64_t j = j0 + lane;
+    const bool valid = j <= i;
+    const T s = valid ? scale * dot(qi, kb + j * D, D) : -dev::inf<T>();
+    const T mnew = dev::max(m, warp_max(s));
+    const T corr = m == -dev::inf<T>() ? T(0) : dev::exp(m - mnew);
+    const T p = valid ? dev::exp(s - mnew) : T(0);
+    l = l * corr + warp_sum(p);
+    for (int t = 0; t < kMaxDimLanes; ++t) acc[t] *= corr;
+    const int64_t n = dev::min<int64_t>(32, i - j0 + 1);
+    for (int64_t jj = 0; jj < n; ++jj) {
+      const T pj = __shfl_sync(0xffffffffu, p, (int)jj);
+      for (int t = 0; t < kMaxDimLanes; ++t) {
+        const int64_t d = lane + 32 * t;
+        if (d < D) acc[t] += pj * vb[(j0 + jj) * D + d];
+      }
+    }
+    m = mnew;
+  }
+  for (int t = 0; t < kMaxDimLanes; ++t) {
+    const int64_t d = lane + 32 * t;
+    if (d < D) o[row * D + d] = acc[t] / l;
+  }
+  if (lane == 0) lse[row] = m + dev::log(l);
+}
+
+// Dr[row] = dO[row] . O[row]: the softmax backward's per-row term.
+template <typename T>
+__global__ void row_dots(const T* a, const T* b, T* out, int64_t rows, int64_t D) {
+  const int64_t row = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % 32;
+  T s = 0;
+  for (int64_t d = lane; d < D; d += 32) s += a[row * D + d] * b[row * D + d];
+  s = warp_sum(s);
+  if (lane == 0) out[row] = s;
+}
+
+template <typename T>
+__global__ void flash_bwd_q(const T* q, const T* k, const T* v, const T* lse, const T* Dr, const T* dout, T* dq,
+                            int64_t BH, int64_t T_, int64_t D, T scale) {
+  const int64_t row = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32;
+  if (row >= BH * T_) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t bh = row / T_, i = row % T_;
+  const T *qi = q + row * D, *doi = dout + row * D, *kb = k + bh * T_ * D, *vb = v + bh * T_ * D;
+  T acc[kMaxDimLanes] = {};
+  for (int64_t j0 = 0; j0 <= i; j0 += 32) {
+    const int64_t j = j0 + lane;
+    const bool valid = j <= i;
+    const T p = valid ? dev::exp(scale * dot(qi, kb + j * D, D) - lse[row]) : T(0);
+    const T ds = valid ? p * (dot(doi, vb + j * D, D) - Dr[row]) : T(0);
+    const int64_t n = dev::min<int64_t>(32, i - j0 + 1);
+    for (int64_t jj = 0; jj < n; ++jj) {
+      const T dsj = __shfl_sync(0xffffffffu, ds, (int)jj);
+      for (int t = 0; t < kMaxDimLanes; ++t) {
+        const int64_t d = lane + 32 * t;
+        if (d < D) acc[t] += dsj * kb[(j0 + jj) * D + d];
+      }
+    }
+  }
+  for (int t = 0; t < kMaxDimLanes; ++t) {
+    const int64_t d = lane + 32 * t;
+    if (d < D) dq[row * D + d] = scale * acc[t];
+  }
+}
+
+template <typename T>
+__global__ void flash_bwd_kv(const T* q, const T* k, const T* v, const T* lse, const T* Dr, const T* dout, T* dk,
+                             T* dv, int64_t BH, int64_t T_, int64_t D, T scale) {
+  const int64_t row = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32;
+  if (row >= BH * T_) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t bh = row / T_, j = row % T_, base = bh * T_;
+  const T *kj = k + row * D, *vj = v + row * D;
+  T gk[kMaxDimLanes] = {}, gv[kMaxDimLanes] = {};
+  for (int64_t i0 = j; i0 < T_; i0 += 32) {  // the queries that see key j
+    const int64_t i = i0 + lane;
+    const bool valid = i < T_;
+    const T p = valid ? dev::exp(scale * dot(q + (base + i) * D, kj, D) - lse[base + i]) : T(0);
+    const T ds = valid ? p * (dot(dout + (base + i) * D, vj, D) - Dr[base + i]) : T(0);
+    const int64_t n = dev::min<int64_t>(32, T_ - i0);
+    for (int64_t ii = 0; ii < n; ++ii) {
+      const T pi = __shfl_sync(0xffffffffu, p, (int)ii), dsi = __shfl_sync(0xffffffffu, ds, (int)ii);
+      for (int t = 0; t < kMaxDimLanes; ++t) {
+        const int64_t d = lane + 32 * t;
+        if (d < D) {
+          gv[t] += pi * dout[(base + i0 + ii) * D + d];
+          gk[t] += dsi * q[(base + i0 + ii) * D + d];
+        }
+      }
+    }
+  }
+  for (int t = 0; t < kMaxDimLanes; ++t) {
+    const int64_t d = lane + 32 * t;
+    if (d < D) {
+      if (dk) dk[row * D + d] = scale * gk[t];
+      if (dv) dv[row * D + d] = gv[t];
+    }
+  }
+}
+
+// ---- MTA: bands of rows ---------------------------------------------------------------------
+// A band holds rows [r0, r0 + rows) of BH maps of width W: row r of map m at
+// base + (m * rows + r - r0) * W. Maps are W x W (logical size W: rows >= W do not exist).
+struct Band {
+  int64_t maps, rows, W, r0;
+  __host__ __device__ int64_t at(int64_t m, int64_t r, int64_t j) const { return (m * rows + r - r0) * W + j; }
+};
+
+// x~[r, s]: the band's map where the causal region is, 0 elsewhere (Mask_0, zero padding).
+template <typename T>
+__device__ __forceinline__ T masked(const T* x, const Band& b, int64_t m, int64_t r, int64_t s) {
+  return r >= 0 && r < b.W && s >= 0 && s <= r ? x[b.at(m, r, s)] : T(0);
+}
+
+// Output rows [i0, i1) of kq_conv for every map: out[r, j] = sum K[a, c] x~[r-(cq-1)+a, j-p+c].
+template <typename T>
+__global__ void band_conv(const T* x, const T* K, T* out, Band b, int64_t H, int64_t cq, int64_t ck, int64_t p,
+                          int64_t i0, int64_t i1) {
+  const int64_t R = i1 - i0, n = b.maps * R * b.W;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t j = e % b.W, r = i0 + e / b.W % R, m = e / (b.W * R);
+    const T* ker = K + (m % H) * cq * ck;
+    T acc = 0;
+    if (j <= r)
+      for (int64_t a = 0; a < cq; ++a)
+        for (int64_t c = 0; c < ck; ++c) acc += ker[a * ck + c] * masked(x, b, m, r - (cq - 1) + a, j - p + c);
+    out[b.at(m, r, j)] = acc;
+  }
+}
+
+// gout~[i, j]: gout where an output exists (i < W, 0 <= j <= i), 0 elsewhere.
+template <typename T>
+__device__ __forceinline__ T out_grad(const T* go, const Band& b, int64_t m, int64_t i, int64_t j) {
+  return i < b.W && j >= 0 && j <= i ? go[b.at(m, i, j)] : T(0);
+}
+
+// Input rows [r0, r1) of the kq_conv input gradient.
+template <typename T>
+__global__ void band_conv_grad_x(const T* go, const T* K, T* gx, Band b, int64_t H, int64_t cq, int64_t ck, int64_t p,
+                                 int64_t r0, int64_t r1) {
+  const int64_t R = r1 - r0, n = b.maps * R * b.W;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t s = e % b.W, r = r0 + e / b.W % R, m = e / (b.W * R);
+    const T* ker = K + (m % H) * cq * ck;
+    T acc = 0;
+    if (s <= r)
+      for (int64_t a = 0; a < cq; ++a)
+        for (int64_t c = 0; c < ck; ++c) acc += ker[a * ck + c] * out_grad(go, b, m, r + cq - 1 - a, s + p - c);
+    gx[b.at(m, r, s)] = acc;
+  }
+}
+
+// partial[m][tap] = sum over input rows [r0, r1) of x~[r, s] gout~[r + cq-1-a, s + p - c].
+template <typename T>
+__global__ void band_conv_grad_k(const T* go, const T* x, double* partial, Band b, int64_t cq, int64_t ck, int64_t p,
+                                 int64_t r0, int64_t r1) {
+  const int64_t taps = cq * ck;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < b.maps * taps;
+       e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t m = e / taps, tap = e % taps, a = tap / ck, c = tap % ck;
+    double s = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+      T row = 0;
+      for (int64_t j = 0; j <= r; ++j) row += x[b.at(m, r, j)] * out_grad(go, b, m, r + cq - 1 - a, j + p - c);
+      s += (double)row;
+    }
+    partial[e] = s;
+  }
+}
+
+// Rows [q0, q1) of out_j = sum_i M[g, i, j] x_i within groups of ch maps (Transposed: M[g, j, i]).
+// Groups run over (batch, group): group bg of the band mixes maps bg*ch .. bg*ch + ch - 1
+// with M[bg % G] (G groups per batch entry).
+template <typename T, bool Transposed>
+__global__ void band_mix(const T* x, const T* M, T* out, Band b, int64_t ch, int64_t G, int64_t q0, int64_t q1) {
+  const int64_t R = q1 - q0, n = b.maps / ch * R * b.W;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t k = e % b.W, q = q0 + e / b.W % R, bg = e / (b.W * R);
+    const T* Mg = M + bg % G * ch * ch;
+    for (int64_t j = 0; j < ch; ++j) {
+      T acc = 0;
+      if (k <= q)
+        for (int64_t i = 0; i < ch; ++i)
+          acc += (Transposed ? Mg[j * ch + i] : Mg[i * ch + j]) * x[b.at(bg * ch + i, q, k)];
+      out[b.at(bg * ch + j, q, k)] = acc;
+    }
+  }
+}
+
+// partial[bg][i * ch + j] = sum over rows [q0, q1), k <= q, of x_i gout_j.
+template <typename T>
+__global__ void band_mix_grad(const T* x, const T* go, double* partial, Band b, int64_t ch, int64_t q0, int64_t q1) {
+  const int64_t taps = ch * ch, groups = b.maps / ch;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < groups * taps;
+       e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t bg = e / taps, i = e % taps / ch, j = e % ch;
+    double s = 0;
+    for (int64_t q = q0; q < q1; ++q) {
+      T row = 0;
+      for (int64_t k = 0; k <= q; ++k) row += x[b.at(bg * ch + i, q, k)] * go[b.at(bg * ch + j, q, k)];
+      s += (double)row;
+    }
+    partial[e] = s;
+  }
+}
+
+// Causal softmax of band rows [p0, p1) in place (a warp per row); lse of rows >= own0.
+template <typename T>
+__global__ void band_softmax(T* x, T* lse, Band b, int64_t T_, int64_t p0, int64_t p1, int64_t own0) {
+  const int64_t task = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32, R = p1 - p0;
+  if (task >= b.maps * R) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t m = task / R, r = p0 + task % R;
+  T* row = x + b.at(m, r, 0);
+  T mx = -dev::inf<T>();
+  for (int64_t j = lane; j <= r; j += 32) mx = dev::max(mx, row[j]);
+  mx = warp_max(mx);
+  T s = 0;
+  for (int64_t j = lane; j <= r; j += 32) s += (row[j] = dev::exp(row[j] - mx));
+  s = warp_sum(s);
+  for (int64_t j = lane; j < b.W; j += 32) row[j] = j <= r ? row[j] / s : T(0);
+  if (lane == 0 && r >= own0) lse[m * T_ + r] = mx + dev::log(s);
+}
+
+// P = exp(S' - lse) at j <= r, 0 above, for band rows [p0, p1).
+template <typename T>
+__global__ void band_exp_lse(T* x, const T* lse, Band b, int64_t T_, int64_t p0, int64_t p1) {
+  const int64_t R = p1 - p0, n = b.maps * R * b.W;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t j = e % b.W, r = p0 + e / b.W % R, m = e / (b.W * R);
+    T& y = x[b.at(m, r, j)];
+    y = j <= r ? dev::exp(y - lse[m * T_ + r]) : T(0);
+  }
+}
+
+// dS' = P (dP - sum_j dP P) in place of dP, band rows [r0, r1) (a warp per row).
+template <typename T>
+__global__ void band_softmax_grad(const T* P, T* dP, Band b, int64_t r0, int64_t r1) {
+  const int64_t task = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32, R = r1 - r0;
+  if (task >= b.maps * R) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t m = task / R, r = r0 + task % R;
+  const T* p = P + b.at(m, r, 0);
+  T* d = dP + b.at(m, r, 0);
+  T s = 0;
+  for (int64_t j = lane; j <= r; j += 32) s += d[j] * p[j];
+  s = warp_sum(s);
+  for (int64_t j = lane; j < b.W; j += 32) d[j] = j <= r ? p[j] * (d[j] - s) : T(0);
+}
+
+// out[h][tap] = sum over b, then blocks, of partial[blk][b * H' + h][tap] (H' heads or groups).
+template <typename T>
+__global__ void sum_partials(const double* partial, T* out, int64_t blocks, int64_t B, int64_t Hh, int64_t taps) {
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < Hh * taps; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t h = e / taps, tap = e % taps;
+    double s = 0;
+    for (int64_t bb = 0; bb < B; ++bb)
+      for (int64_t blk = 0; blk < blocks; ++blk) s += partial[(blk * B * Hh + bb * Hh + h) * taps + tap];
+    out[e] = (T)s;
+  }
+}
+
+// ---- host side ------------------------------------------------------------------------------
+struct Shapes {
+  int64_t B, H, T, D, ch;
+  int dev;
+  int64_t cq_pre = 0, ck_pre = 0, p_pre = 0, cq_post = 0, ck_post = 0, p_post = 0;
+  bool kpre = false, mpre = false, kpost = false, mpost = false;
+  int64_t hr() const { return kpre ? cq_pre - 1 : 0; }
+  int64_t hp() const { return kpost ? cq_post - 1 : 0; }
+};
+Shapes shapes_of(const Tensor& q, const AttentionParams& a) {
+  Shapes s{q.size(0), q.size(1), q.size(2), q.size(3), 1, q.device().index};
+  s.kpre = a.kq_pre.defined(), s.mpre = a.mix_pre.defined(), s.kpost = a.kq_post.defined(), s.mpost = a.mix_post.defined();
+  if (s.mpre) s.ch = a.mix_pre.size(1);
+  else if (s.mpost) s.ch = a.mix_post.size(1);
+  if (s.kpre) s.cq_pre = a.kq_pre.size(1), s.ck_pre = a.kq_pre.size(2), s.p_pre = a.p_pre;
+  if (s.kpost) s.cq_post = a.kq_post.size(1), s.ck_post = a.kq_post.size(2), s.p_post = a.p_post;
+  return s;
+}
+// Query rows per block: bands of at most ~16M elements, 16 to 256 rows.
+int64_t block_rows(const Shapes& s) {
+  const int64_t per_row = std::max<int64_t>(1, s.B * s.H * s.T);
+  return std::clamp<int64_t>((int64_t)(16 << 20) / per_row, 16, 256);
+}
+
+template <typename T>
+const T* cptr(const Tensor& t) {
+  return t.defined() ? ptr<const T>(t) : nullptr;
+}
+
+unsigned rows_grid(int64_t rows) { return grid_for_rows(rows, kWarps); }
+
+// Raw scores of every map, band rows [r0, r1): scale q kᵀ over columns [0, W).
+template <typename T>
+void band_scores(const Shapes& s, const T* q, const T* k, T scale, T* S, const Band& b, int64_t r0, int64_t r1) {
+  gemm_rm(s.dev, false, true, r1 - r0, b.W, s.D, scale, q + r0 * s.D, s.D, s.T * s.D, k, s.D, s.T * s.D, T(0),
+          S + b.at(0, r0, 0), b.W, b.rows * b.W, s.B * s.H);
+}
+
+template <typename T>
+void conv(const Shapes& s, const T* x, const T* K, T* out, const Band& b, bool pre, int64_t i0, int64_t i1) {
+  const int64_t cq = pre ? s.cq_pre : s.cq_post, ck = pre ? s.ck_pre : s.ck_post, p = pre ? s.p_pre : s.p_post;
+  launch("attention_kq_conv", band_conv<T>, grid_for(b.maps * (i1 - i0) * b.W), kThreads, 0, x, K, out, b, s.H, cq,
+         ck, p, i0, i1);
+}
+
+template <typename T>
+void attention_typed(const Tensor& qt, const Tensor& kt, const Tensor& vt, const AttentionParams& a, const Tensor& ot,
+                     const Tensor& lset) {
+  const Shapes s = shapes_of(qt, a);
+  if (s.D > 32 * kMaxDimLanes)
+    throw std::invalid_argument("attention on cuda: head dim " + std::to_string(s.D) + " above the kernels' " +
+                                std::to_string(32 * kMaxDimLanes));
+  const T *q = ptr<const T>(qt), *k = ptr<const T>(kt), *v = ptr<const T>(vt);
+  T *o = ptr<T>(ot), *lse = ptr<T>(lset);
+  const T scale = (T)a.scale;
+  if (a.plain()) {
+    launch("attention_flash", flash_fwd<T>, rows_grid(s.B * s.H * s.T), 32 * kWarps, 0, q, k, v, o, lse, s.B * s.H,
+           s.T, s.D, scale);
+    return;
+  }
+  const int64_t Br = block_rows(s), hr = s.hr(), hp = s.hp(), BH = s.B * s.H;
+  const int64_t max_rows = std::min(s.T, Br + hr + hp);
+  Tensor buf0 = Tensor::empty({BH * max_rows * s.T}, qt.options()), buf1 = Tensor::empty(buf0.shape(), qt.options());
+  for (int64_t i0 = 0; i0 < s.T; i0 += Br) {
+    const int64_t i1 = std::min(s.T, i0 + Br), W = i1;
+    const int64_t s0 = std::max<int64_t>(0, i0 - hp - hr), p0 = std::max<int64_t>(0, i0 - hp);
+    const Band b{BH, W - s0, W, s0};
+    T *cur = ptr<T>(buf0), *nxt = ptr<T>(buf1);
+    band_scores(s, q, k, scale, cur, b, s0, W);
+    if (s.kpre) conv(s, cur, cptr<T>(a.kq_pre), nxt, b, true, p0, W), std::swap(cur, nxt);
+    if (s.mpre)
+      launch("attention_head_mix", band_mix<T, false>, grid_for(BH / s.ch * (W - p0) * W), kThreads, 0, cur,
+             cptr<T>(a.mix_pre), nxt, b, s.ch, s.H / s.ch, p0, W),
+          std::swap(cur, nxt);
+    launch("attention_softmax", band_softmax<T>, rows_grid(BH * (W - p0)), 32 * kWarps, 0, cur, lse, b, s.T, p0, W,
+           i0);
+    if (s.kpost) conv(s, cur, cptr<T>(a.kq_post), nxt, b, false, i0, W), std::swap(cur, nxt);
+    if (s.mpost)
+      launch("attention_head_mix", band_mix<T, false>, grid_for(BH / s.ch * (W - i0) * W), kThreads, 0, cur,
+             cptr<T>(a.mix_post), nxt, b, s.ch, s.H / s.ch, i0, W),
+          std::swap(cur, nxt);
+    gemm_rm(s.dev, false, false, i1 - i0, s.D, W, T(1), cur + b.at(0, i0, 0), W, b.rows * W, v, s.D, s.T * s.D, T(0),
+            o + i0 * s.D, s.D, s.T * s.D, BH);
+  }
+}
+
+template <typename T>
+void flash_backward(const Shapes& s, const T* q, const T* k, const T* v, const T* o, const T* lse, const T* dout,
+                    T scale, const AttentionGrads& g, const Device& device) {
+  const int64_t rows = s.B * s.H * s.T;
+  Tensor Dr = Tensor::empty({rows}, {std::is_same_v<T, float> ? DType::f32 : DType::f64, device});
+  launch("attention_flash_backward", row_dots<T>, rows_grid(rows), 32 * kWarps, 0, dout, o, ptr<T>(Dr), rows, s.D);
+  if (g.dq.defined())
+    launch("attention_flash_backward_q", flash_bwd_q<T>, rows_grid(rows), 32 * kWarps, 0, q, k, v, lse,
+           ptr<const T>(Dr), dout, ptr<T>(g.dq), s.B * s.H, s.T, s.D, scale);
+  if (g.dk.defined() || g.dv.defined())
+    launch("attention_flash_backward_kv", flash_bwd_kv<T>, rows_grid(rows), 32 * kWarps, 0, q, k, v, lse,
+           ptr<const T>(Dr), dout, g.dk.defined() ? ptr<T>(g.dk) : nullptr, g.dv.defined() ? ptr<T>(g.dv) : nullptr,
+           s.B * s.H, s.T, s.D, scale);
+}
+
+template <typename T>
+void mta_backward(const Shapes& s, const T* q, const T* k, const T* v, const T* lse, const T* dout, T scale,
+                  const AttentionParams& a, const AttentionGrads& g, const Tensor& like) {
+  const int64_t Br = block_rows(s), hr = s.hr(), hp = s.hp(), BH = s.B * s.H, ch = s.ch, BG = BH / ch;
+  const int64_t blocks = (s.T + Br - 1) / Br, max_rows = std::min(s.T, Br + 2 * hr + 2 * hp);
+  const TensorOptions opts = like.options();
+  std::vector<Tensor> bufs;
+  for (int i = 0; i < 10; ++i) bufs.push_back(Tensor::empty({BH * max_rows * s.T}, opts));
+  auto buf = [&](int i) { return ptr<T>(bufs[i]); };
+  // dQ is written block by block; dK and dV accumulate over the blocks in order.
+  Tensor dk_acc = g.dk.defined() ? g.dk : Tensor::empty(like.shape(), opts);
+  Tensor dv_acc = g.dv.defined() ? g.dv : Tensor::empty(like.shape(), opts);
+  Tensor dq_out = g.dq.defined() ? g.dq : Tensor::empty(like.shape(), opts);
+  check(cudaMemsetAsync(dk_acc.raw(), 0, dk_acc.numel() * sizeof(T)), "attention backward: zero dK");
+  check(cudaMemsetAsync(dv_acc.raw(), 0, dv_acc.numel() * sizeof(T)), "attention backward: zero dV");
+  T *dq = ptr<T>(dq_out), *dk = ptr<T>(dk_acc), *dv = ptr<T>(dv_acc);
+  const int64_t tpre = s.cq_pre * s.ck_pre, tpost = s.cq_post * s.ck_post;
+  auto partial = [&](bool on, int64_t per) {
+    return on ? Tensor::empty({blocks * per}, {DType::f64, like.device()}) : Tensor();
+  };
+  Tensor pk_pre = partial(s.kpre && g.dkq_pre.defined(), BH * tpre),
+         pk_post = partial(s.kpost && g.dkq_post.defined(), BH * tpost),
+         pm_pre = partial(s.mpre && g.dmix_pre.defined(), BG * ch * ch),
+         pm_post = partial(s.mpost && g.dmix_post.defined(), BG * ch * ch);
+  const T *Kpre = cptr<T>(a.kq_pre), *Kpost = cptr<T>(a.kq_post), *Mpre = cptr<T>(a.mix_pre), *Mpost = cptr<T>(a.mix_post);
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t i0 = blk * Br, i1 = std::min(s.T, i0 + Br), R = i1 - i0;
+    const int64_t e1 = std::min(s.T, i1 + hr), e2 = std::min(s.T, e1 + hp), W = e2;
+    const int64_t s0 = std::max<int64_t>(0, i0 - hp - hr), p0 = std::max<int64_t>(0, i0 - hp);
+    const Band b{BH, W - s0, W, s0};
+    // Forward, recomputed: S [s0, e1) -> Ŝ, S', P [p0, e1) -> P̂, P' [i0, i1).
+    T* S = buf(0);
+    band_scores(s, q, k, scale, S, b, s0, e1);
+    T* Sh = S;
+    if (s.kpre) Sh = buf(1), conv(s, S, Kpre, Sh, b, true, p0, e1);
+    T* P = Sh;  // in place over S' (see autograd/cpu/attention.cpp)
+    if (s.mpre)
+      P = buf(2), launch("attention_head_mix", band_mix<T, false>, grid_for(BG * (e1 - p0) * W), kThreads, 0, Sh, Mpre,
+                         P, b, ch, s.H / ch, p0, e1);
+    launch("attention_exp_lse", band_exp_lse<T>, grid_for(BH * (e1 - p0) * W), kThreads, 0, P, lse, b, s.T, p0, e1);
+    T* Ph = P;
+    if (s.kpost) Ph = buf(3), conv(s, P, Kpost, Ph, b, false, i0, i1);
+    T* Pp = Ph;
+    if (s.mpost)
+      Pp = buf(4), launch("attention_head_mix", band_mix<T, false>, grid_for(BG * R * W), kThreads, 0, Ph, Mpost, Pp,
+                          b, ch, s.H / ch, i0, i1);
+    // Backward: dP' [i0, e2) -> dP̂ -> dP [i0, e1) -> dS' -> dŜ -> dS [i0, i1).
+    T* dPp = buf(5);
+    gemm_rm(s.dev, false, true, e2 - i0, W, s.D, T(1), dout + i0 * s.D, s.D, s.T * s.D, v, s.D, s.T * s.D, T(0),
+            dPp + b.at(0, i0, 0), W, b.rows * W, BH);
+    T* dPh = dPp;
+    if (s.mpost) {
+      dPh = buf(6);
+      launch("attention_head_mix_backward", band_mix<T, true>, grid_for(BG * (e2 - i0) * W), kThreads, 0, dPp, Mpost,
+             dPh, b, ch, s.H / ch, i0, e2);
+      if (pm_post.defined())
+        launch("attention_head_mix_backward_mix", band_mix_grad<T>, grid_for(BG * ch * ch), kThreads, 0, Ph, dPp,
+               ptr<double>(pm_post) + blk * BG * ch * ch, b, ch, i0, i1);
+    }
+    T* dP = dPh;
+    if (s.kpost) {
+      dP = buf(7);
+      launch("attention_kq_conv_backward_input", band_conv_grad_x<T>, grid_for(BH * (e1 - i0) * W), kThreads, 0, dPh,
+             Kpost, dP, b, s.H, s.cq_post, s.ck_post, s.p_post, i0, e1);
+      if (pk_post.defined())
+        launch("attention_kq_conv_backward_kernel", band_conv_grad_k<T>, grid_for(BH * tpost), kThreads, 0, dPh, P,
+               ptr<double>(pk_post) + blk * BH * tpost, b, s.cq_post, s.ck_post, s.p_post, i0, i1);
+    }
+    launch("attention_softmax_backward", band_softmax_grad<T>, rows_grid(BH * (e1 - i0)), 32 * kWarps, 0, P, dP, b,
+           i0, e1);
+    T* dSh = dP;
+    if (s.mpre) {
+      dSh = buf(8);
+      launch("attention_head_mix_backward", band_mix<T, true>, grid_for(BG * (e1 - i0) * W), kThreads, 0, dP, Mpre,
+             dSh, b, ch, s.H / ch, i0, e1);
+      if (pm_pre.defined())
+        launch("attention_head_mix_backward_mix", band_mix_grad<T>, grid_for(BG * ch * ch), kThreads, 0, Sh, dP,
+               ptr<double>(pm_pre) + blk * BG * ch * ch, b, ch, i0, i1);
+    }
+    T* dS = dSh;
+    if (s.kpre) {
+      dS = buf(9);
+      launch("attention_kq_conv_backward_input", band_conv_grad_x<T>, grid_for(BH * R * W), kThreads, 0, dSh, Kpre, dS,
+             b, s.H, s.cq_pre, s.ck_pre, s.p_pre, i0, i1);
+      if (pk_pre.defined())
+        launch("attention_kq_conv_backward_kernel", band_conv_grad_k<T>, grid_for(BH * tpre), kThreads, 0, dSh, S,
+               ptr<double>(pk_pre) + blk * BH * tpre, b, s.cq_pre, s.ck_pre, s.p_pre, i0, i1);
+    }
+    // dQ = scale dS K; dK += scale dSᵀ Q; dV += P'ᵀ dO (columns < i1, zero beyond).
+    gemm_rm(s.dev, false, false, R, s.D, i1, scale, dS + b.at(0, i0, 0), W, b.rows * W, k, s.D, s.T * s.D, T(0),
+            dq + i0 * s.D, s.D, s.T * s.D, BH);
+    gemm_rm(s.dev, true, false, i1, s.D, R, scale, dS + b.at(0, i0, 0), W, b.rows * W, q + i0 * s.D, s.D, s.T * s.D,
+            T(1), dk, s.D, s.T * s.D, BH);
+    gemm_rm(s.dev, true, false, i1, s.D, R, T(1), Pp + b.at(0, i0, 0), W, b.rows * W, dout + i0 * s.D, s.D,
+            s.T * s.D, T(1), dv, s.D, s.T * s.D, BH);
+  }
+  auto total = [&](const Tensor& p, const Tensor& out, int64_t Hh, int64_t taps) {
+    if (p.defined())
+      launch("attention_backward_partials", sum_partials<T>, grid_for(Hh * taps), kThreads, 0, ptr<const double>(p),
+             ptr<T>(out), blocks, s.B, Hh, taps);
+  };
+  total(pk_pre, g.dkq_pre, s.H, tpre);
+  total(pk_post, g.dkq_post, s.H, tpost);
+  total(pm_pre, g.dmix_pre, BG / s.B, ch * ch);
+  total(pm_post, g.dmix_post, BG / s.B, ch * ch);
+}
+
+template <typename T>
+void attention_bwd_typed(const Tensor& qt, const Tensor& kt, const Tensor& vt, const Tensor& ot, const Tensor& lset,
+                         const Tensor& doutt, const AttentionParams& a, const AttentionGrads& g) {
+  const Shapes s = shapes_of(qt, a);
+  const T *q = ptr<const T>(qt), *k = ptr<const T>(kt), *v = ptr<const T>(vt);
+  if (a.plain())
+    flash_backward<T>(s, q, k, v, ptr<const T>(ot), ptr<const T>(lset), ptr<const T>(doutt), (T)a.scale, g,
+                      qt.device());
+  else
+    mta_backward<T>(s, q, k, v, ptr<const T>(lset), ptr<const T>(doutt), (T)a.scale, a, g, qt);
+}
+
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a, const Tensor& o,
+               const Tensor& lse) {
+  MTALAB_DISPATCH_FLOAT(q.dtype(), "attention", [&] { attention_typed<scalar_t>(q, k, v, a, o, lse); });
+}
+void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                   const Tensor& dout, const AttentionParams& a, const AttentionGrads& g) {
+  MTALAB_DISPATCH_FLOAT(q.dtype(), "attention_backward",
+                        [&] { attention_bwd_typed<scalar_t>(q, k, v, o, lse, dout, a, g); });
+}
+
+}  // namespace
+
+MTALAB_REGISTER_KERNEL(attention_kernel, cuda, attention);
+MTALAB_REGISTER_KERNEL(attention_bwd_kernel, cuda, attention_bwd);
+
+}  // namespace mtalab::cuda
