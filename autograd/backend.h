@@ -9,8 +9,10 @@
 // and gets a clear error when a device has no kernel for it.
 #pragma once
 #include <cstddef>
+#include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "autograd/dtype.h"
 
@@ -48,6 +50,14 @@ struct Allocator {
 };
 Allocator& allocator(DeviceKind k);
 
+// A device allocation failed: a std::bad_alloc (callers treat it as running out of memory)
+// whose message names the device, the size and what was free.
+struct DeviceOutOfMemory : std::bad_alloc {
+  std::string message;
+  explicit DeviceOutOfMemory(std::string m) : message(std::move(m)) {}
+  const char* what() const noexcept override { return message.c_str(); }
+};
+
 // The CUDA backend (cuda/memory.cu, or cuda/no_cuda.cpp in builds without it).
 bool cuda_backend_available();           // a device can run kernels (a GPU, or the emulator)
 std::string cuda_backend_unavailable_reason();  // why not, for error messages
@@ -58,6 +68,9 @@ void cuda_synchronize();                  // waits for queued work; throws the f
 // the driver, and turning caching on or off (returns the previous setting; blocks freed
 // while it was on stay cached until cuda_empty_cache).
 size_t cuda_cached_bytes();
+// Free and total memory of device `index` as the driver reports it (plus what the cache
+// holds, which is free to reuse); false without a usable device.
+bool cuda_memory_info(int index, size_t* free_bytes, size_t* total_bytes);
 void cuda_empty_cache();
 bool cuda_set_caching(bool on);
 

@@ -165,17 +165,20 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double
   return Function<FusedAttentionOp>::apply(q, k, v, m.kq_pre, m.mix_pre, m.kq_post, m.mix_post, scale, p_pre, p_post);
 }
 
-Tensor attention_maps(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m,
-                      Tensor* probs) {
-  check_attention(q, k, v, m);
+Tensor attention_probs(const Tensor& q, const Tensor& k, double scale, const MtaMaps& m) {
+  check_attention(q, k, q, m);
   Tensor s = mul(matmul(q, transpose(k, -1, -2)), scale);
-  if (m.kq_pre.defined()) s = kq_conv(s, m.kq_pre, m.pad);
+  if (m.kq_pre.defined()) s = kq_conv(s, m.kq_pre, m.pad);  // Conv(Mask_0(S)), eq. (4)
   if (m.mix_pre.defined()) s = head_mix(s, m.mix_pre);
-  Tensor p = causal_softmax(s);
-  if (m.kq_post.defined()) p = kq_conv(p, m.kq_post, m.pad);
+  Tensor p = causal_softmax(s);  // softmax(Mask_-inf(.))
+  if (m.kq_post.defined()) p = kq_conv(p, m.kq_post, m.pad);  // Mask_0(Conv(P)), eq. (5)
   if (m.mix_post.defined()) p = head_mix(p, m.mix_post);
-  if (probs) *probs = p;
-  return matmul(p, v);
+  return p;
+}
+
+Tensor attention_maps(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m) {
+  check_attention(q, k, v, m);
+  return matmul(attention_probs(q, k, scale, m), v);
 }
 
 Tensor kq_conv(const Tensor& x, const Tensor& kernel, KqPad pad) {

@@ -61,8 +61,9 @@ struct MtaMaps {
 // component. Shape, dtype and device mismatches throw naming fused_attention.
 Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m = {});
 // The same computation through the map ops (kq_conv, head_mix, causal_softmax, matmul):
-// the reference, and the path for callers that want the final probabilities (in *probs).
-Tensor attention_maps(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m = {},
-                      Tensor* probs = nullptr);
+// the reference. attention_probs is its [B, H, T, T] map before the product with v (for
+// callers that keep the maps or apply dropout to them).
+Tensor attention_probs(const Tensor& q, const Tensor& k, double scale, const MtaMaps& m = {});
+Tensor attention_maps(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m = {});
 
 }  // namespace mtalab

@@ -91,9 +91,9 @@ void* device_malloc(size_t n, int dev) {
     size_t free_b = 0, total_b = 0;
     cudaGetLastError();
     cudaMemGetInfo(&free_b, &total_b);
-    throw std::runtime_error("cuda: cannot allocate " + std::to_string(n) + " bytes on cuda:" + std::to_string(dev) +
-                             " (" + std::to_string(free_b >> 20) + " MiB free of " + std::to_string(total_b >> 20) +
-                             " MiB): " + cudaGetErrorString(e));
+    throw DeviceOutOfMemory("cuda: cannot allocate " + std::to_string(n) + " bytes on cuda:" + std::to_string(dev) +
+                            " (" + std::to_string(free_b >> 20) + " MiB free of " + std::to_string(total_b >> 20) +
+                            " MiB): " + cudaGetErrorString(e));
   }
   return p;
 }
@@ -178,6 +178,15 @@ size_t cuda_cached_bytes() {
   cuda::Cache& c = cuda::cache();
   std::lock_guard<std::mutex> g(c.mu);
   return c.cached;
+}
+bool cuda_memory_info(int index, size_t* free_bytes, size_t* total_bytes) {
+  if (!cuda_backend_available() || cudaSetDevice(index) != cudaSuccess ||
+      cudaMemGetInfo(free_bytes, total_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  *free_bytes += cuda_cached_bytes();
+  return true;
 }
 void cuda_empty_cache() {
   cuda::Cache& c = cuda::cache();

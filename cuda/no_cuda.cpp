@@ -12,6 +12,7 @@ std::string cuda_device_name(int) { return "none"; }
 const char* cuda_backend_kind() { return "none"; }
 void cuda_synchronize() {}
 size_t cuda_cached_bytes() { return 0; }
+bool cuda_memory_info(int, size_t*, size_t*) { return false; }
 void cuda_empty_cache() {}
 bool cuda_set_caching(bool) { return false; }
 }  // namespace mtalab

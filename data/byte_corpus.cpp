@@ -1,10 +1,15 @@
 #include "data/byte_corpus.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
+#include <cstring>
+#include <new>
 #include <sstream>
+#include <stdexcept>
 
 #include "autograd/errors.h"
 
@@ -30,17 +35,42 @@ void require_window(const std::string& what, size_t bytes, int64_t seq_len) {
 }  // namespace
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
   if (path.empty()) throw InputError("data file path is empty; expected a file name");
-  if (!fs::exists(path, ec)) throw InputError("data file " + quoted(path) + " does not exist");
-  if (!fs::is_regular_file(path, ec))
-    throw InputError("data file " + quoted(path) + " is not a regular file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError("data file " + quoted(path) + " cannot be opened for reading");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                            std::istreambuf_iterator<char>());
-  if (in.bad()) throw InputError("data file " + quoted(path) + " could not be read to the end");
+  // POSIX reads, so that every failure has its errno (a stream would throw from deep inside
+  // its buffer on a file such as /proc/self/mem, or report only "bad").
+  // O_NONBLOCK: a FIFO must not block the open; it is refused as not a regular file below.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) throw InputError("data file " + quoted(path) + " does not exist");
+    throw InputError("data file " + quoted(path) + " cannot be opened for reading: " + std::strerror(err));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+    throw InputError("data file " + quoted(path) + " is not a regular file; expected a text file");
+  std::vector<uint8_t> bytes;
+  try {
+    bytes.reserve((size_t)st.st_size);
+    std::vector<uint8_t> chunk(1 << 20);
+    for (;;) {
+      const ssize_t n = ::read(fd, chunk.data(), chunk.size());
+      if (n == 0) break;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw InputError("data file " + quoted(path) + " cannot be read: " + std::strerror(errno));
+      }
+      bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + n);
+    }
+  } catch (const std::bad_alloc&) {
+    throw InputError("data file " + quoted(path) + " (" + std::to_string((long long)st.st_size) +
+                     " bytes) does not fit in memory; expected a smaller file");
+  } catch (const std::length_error&) {
+    throw InputError("data file " + quoted(path) + " does not fit in memory; expected a smaller file");
+  }
   if (bytes.empty())
     throw InputError("data file " + quoted(path) + " is empty; expected text bytes");
   return bytes;

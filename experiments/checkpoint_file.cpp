@@ -1,15 +1,11 @@
 #include "experiments/checkpoint_file.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <stdexcept>
 
 #include "autograd/errors.h"
+#include "experiments/atomic_file.h"
 #include "experiments/h5io.h"
 
 namespace mtalab {
@@ -17,6 +13,7 @@ namespace mtalab {
 namespace {
 
 constexpr const char* kFormat = "checkpoint";
+constexpr const char* kDigestName = "digest";  // in /state; reserved
 
 void check_names(const char* section, const std::map<std::string, CheckpointTensor>& tensors) {
   for (const auto& [name, t] : tensors) {
@@ -37,8 +34,8 @@ void validate(const CheckpointData& d) {
   for (const auto& kv : d.reals) ++seen[kv.first];
   for (const auto& kv : d.strings) ++seen[kv.first];
   for (const auto& [name, n] : seen)
-    if (name.empty() || n > 1)
-      throw std::invalid_argument("checkpoint state name '" + name + "' is empty or used twice");
+    if (name.empty() || n > 1 || name == kDigestName)
+      throw std::invalid_argument("checkpoint state name '" + name + "' is empty, used twice or reserved");
 }
 
 void write_tensors(hid_t file, const char* group, const std::map<std::string, CheckpointTensor>& tensors) {
@@ -52,15 +49,70 @@ void write_tensors(hid_t file, const char* group, const std::map<std::string, Ch
         t.values);
 }
 
-// HDF5 does not fsync; without it a power loss after the rename could leave the new name
-// pointing at data still in the page cache.
-void fsync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), O_RDONLY | (directory ? O_DIRECTORY : 0));
-  bool ok = fd >= 0 && ::fsync(fd) == 0;
-  const int err = errno;
-  if (fd >= 0) ::close(fd);
-  if (!ok && !directory)  // a directory fsync is best effort: some file systems refuse it
-    throw InputError(path + ": cannot sync to disk: " + std::strerror(err));
+// A 64-bit digest of everything a checkpoint holds, stored beside it (/state/digest).
+// HDF5 checksums its metadata but not the values, and a state field edited by hand or by
+// a bug (a step count, a data position) would otherwise resume silently into a wrong run.
+// Not cryptographic: it catches corruption, not forgery.
+class Digest {
+ public:
+  void bytes(const void* p, size_t n) {
+    const auto* c = static_cast<const unsigned char*>(p);
+    word(n);
+    for (; n >= 8; c += 8, n -= 8) {
+      uint64_t w;
+      std::memcpy(&w, c, 8);
+      word(w);
+    }
+    uint64_t tail = 0;
+    if (n > 0) std::memcpy(&tail, c, n);  // c is null for an empty tensor
+    word(tail);
+  }
+  void text(const std::string& s) { bytes(s.data(), s.size()); }
+  void word(uint64_t w) {
+    h_ = (h_ ^ w) * 0xbf58476d1ce4e5b9ull;
+    h_ ^= h_ >> 31;
+  }
+  std::string hex() const {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h_));
+    return buf;
+  }
+
+ private:
+  uint64_t h_ = 0x9e3779b97f4a7c15ull;
+};
+
+void digest_tensors(Digest& d, const std::map<std::string, CheckpointTensor>& tensors) {
+  d.word(tensors.size());
+  for (const auto& [name, t] : tensors) {
+    d.text(name);
+    d.word(t.shape.size());
+    for (int64_t dim : t.shape) d.word(static_cast<uint64_t>(dim));
+    std::visit([&](const auto& v) { d.bytes(v.data(), v.size() * sizeof(v[0])); }, t.values);
+    d.word(t.is_f32() ? 4 : 8);
+  }
+}
+
+std::string digest_of(const CheckpointData& data) {
+  Digest d;
+  digest_tensors(d, data.params);
+  digest_tensors(d, data.optim);
+  for (const auto& [k, v] : data.ints) {
+    d.text(k);
+    d.word(static_cast<uint64_t>(v));
+  }
+  for (const auto& [k, v] : data.reals) {
+    uint64_t bits;
+    std::memcpy(&bits, &v, 8);
+    d.text(k);
+    d.word(bits);
+  }
+  for (const auto& [k, v] : data.strings) {
+    if (k == kDigestName) continue;
+    d.text(k);
+    d.text(v);
+  }
+  return d.hex();
 }
 
 std::map<std::string, CheckpointTensor> read_tensors(hid_t file, const std::string& path, const std::string& group) {
@@ -92,38 +144,28 @@ std::map<std::string, CheckpointTensor> read_tensors(hid_t file, const std::stri
 
 void save_checkpoint(const std::string& path, const CheckpointData& data) {
   validate(data);  // before touching the disk
-  const std::string tmp = path + ".tmp";
-  bool created = false;
-  try {
-    {
-      h5::Handle file = h5::create_file(tmp, /*truncate=*/true);
-      created = true;
-      h5::stamp_format(file, kFormat, kCheckpointFormatVersion);
-      write_tensors(file, "params", data.params);
-      write_tensors(file, "optim", data.optim);
-      {
-        h5::Handle state = h5::require_group(file, "state");
-        for (const auto& [k, v] : data.ints) h5::write_attr(state, k, v);
-        for (const auto& [k, v] : data.reals) h5::write_attr(state, k, v);
-        for (const auto& [k, v] : data.strings) h5::write_attr(state, k, v);
-      }  // every object closed, so H5Fclose really closes (and flushes) the file
-      h5::close_file(file, tmp);
-    }
-    fsync_path(tmp, false);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw InputError(path + ": cannot rename " + tmp + " over it: " + std::strerror(errno));
-    created = false;
-    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-    fsync_path(parent.empty() ? "." : parent.string(), true);
-  } catch (const InputError& e) {
-    std::error_code ec;
-    if (created) std::filesystem::remove(tmp, ec);
-    throw InputError(std::string("cannot save checkpoint ") + path + ": " + e.what());
-  } catch (...) {
-    std::error_code ec;
-    if (created) std::filesystem::remove(tmp, ec);
-    throw;
+  // Built in memory and written whole: HDF5 never meets a full disk half-way through.
+  h5::MemoryFile file = h5::MemoryFile::create(path);
+  h5::stamp_format(file.id(), kFormat, kCheckpointFormatVersion);
+  write_tensors(file.id(), "params", data.params);
+  write_tensors(file.id(), "optim", data.optim);
+  {
+    h5::Handle state = h5::require_group(file.id(), "state");
+    for (const auto& [k, v] : data.ints) h5::write_attr(state, k, v);
+    for (const auto& [k, v] : data.reals) h5::write_attr(state, k, v);
+    for (const auto& [k, v] : data.strings) h5::write_attr(state, k, v);
+    h5::write_attr(state, kDigestName, digest_of(data));
   }
+  auto [bytes, size] = file.image();
+  ReplaceOptions o;
+  o.durable = true;  // a power loss after the rename must not leave the new name empty
+  o.fault_name = "ckpt";
+  try {
+    replace_file(path, bytes, size, o);
+  } catch (const IoError& e) {
+    throw IoError("cannot save checkpoint " + path + ": " + e.what() + " (the previous checkpoint is intact)");
+  }
+  file.close();
 }
 
 CheckpointData load_checkpoint(const std::string& path) {
@@ -143,6 +185,14 @@ CheckpointData load_checkpoint(const std::string& path) {
       d.strings[name] = std::get<std::string>(std::move(v));
   }
   h5::close_file(file, path);
+  // Checkpoints written before digests existed have none and are taken as they are.
+  if (auto it = d.strings.find(kDigestName); it != d.strings.end()) {
+    const std::string stored = it->second;
+    d.strings.erase(it);
+    if (digest_of(d) != stored)
+      throw InputError(path + ": the checkpoint's contents do not match its digest (corrupt, or edited after it "
+                       "was written); expected a checkpoint exactly as mtalab saved it");
+  }
   return d;
 }
 

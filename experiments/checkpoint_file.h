@@ -6,7 +6,7 @@
 //                      (names keep their dots: /params/layers.0.attention.wq.weight)
 //   /optim/<name>      optimizer state tensors, same
 //   /state             group whose scalar attributes are the int64, float64 and string state
-//                      (step, RNG seed and counter, data position, ...)
+//                      (step, RNG seed and counter, data position, ...) and "digest"
 #pragma once
 #include <cstdint>
 #include <map>
@@ -37,14 +37,17 @@ struct CheckpointData {
   std::map<std::string, std::string> strings;
 };
 
-// Writes `path`.tmp, then renames it over `path`: a crash never leaves a half-written
-// checkpoint and an existing one stays intact until the rename. Values round-trip bit for
-// bit. std::invalid_argument for bad data (a name with '/', a shape that does not match its
-// values); InputError when the file cannot be written.
+// Builds the file in memory, writes it to `path`.tmp (synced), then renames it over `path`
+// (atomic_file.h): a crash or a full disk never leaves a half-written checkpoint, and an
+// existing one stays intact until the rename. Values round-trip bit for bit; a digest of
+// the whole contents is stored in /state and checked by load_checkpoint.
+// std::invalid_argument for bad data (a name with '/', a shape that does not match its
+// values, the reserved state name "digest"); IoError when the file cannot be written.
 void save_checkpoint(const std::string& path, const CheckpointData& data);
 
 // InputError naming the file when it is missing, not HDF5, truncated or corrupt, not an
-// mtalab checkpoint, of another format version, or holds tensors that are not float32/64.
+// mtalab checkpoint, of another format version, holds tensors that are not float32/64, or
+// does not match its digest.
 CheckpointData load_checkpoint(const std::string& path);
 
 }  // namespace mtalab

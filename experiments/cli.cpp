@@ -1,18 +1,24 @@
 #include "experiments/cli.h"
 
 #include <boost/program_options.hpp>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <new>
 #include <set>
 #include <sstream>
 
 #include "autograd/errors.h"
+#include "experiments/atomic_file.h"
 #include "experiments/checkpoint_file.h"
 #include "experiments/config.h"
+#include "experiments/memory_check.h"
 #include "experiments/report.h"
+#include "experiments/resume.h"
 #include "experiments/run_log.h"
+#include "experiments/stop_signal.h"
 #include "experiments/train_data.h"
 #include "experiments/trainer.h"
 #include "layers/attention.h"
@@ -21,6 +27,11 @@ namespace po = boost::program_options;
 
 namespace mtalab {
 namespace {
+
+const char* kExitCodes =
+    "exit codes: 0 done, 1 internal error, 2 bad input (nothing written), 3 training diverged,\n"
+    "  4 I/O failure (a file could not be written; the message says what the files on disk hold),\n"
+    "  5 out of memory, 130 stopped by a signal\n";
 
 const char* kUsage =
     "usage: mtalab <command> [options]\n\n"
@@ -59,24 +70,76 @@ int style() {
   return po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
 }
 
+// Control characters, invalid UTF-8 and the invisible byte-order mark shown as \xNN, so a
+// message about a file's contents shows what is really there.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = (unsigned char)s[i];
+    const bool bom = s.compare(i, 3, "\xEF\xBB\xBF") == 0;
+    if (c < 0x20 || c == 0x7f || bom || (c >= 0x80 && c < 0xc0) || c >= 0xf8) {
+      const size_t n = bom ? 3 : 1;
+      for (size_t k = 0; k < n; ++k) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\x%02X", (unsigned char)s[i + k]);
+        out += buf;
+      }
+      i += n - 1;
+    } else {
+      out += (char)c;
+    }
+  }
+  return out;
+}
+
+// The text of an INI file, a UTF-8 byte-order mark (as some editors write) dropped.
+std::string read_config(const std::string& path) {
+  std::error_code ec;
+  if (path.empty()) throw InputError("option --config is empty; expected an INI file");
+  if (std::filesystem::is_directory(path, ec))
+    throw InputError("config file '" + path + "' is a directory; expected an INI file");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw InputError("config file '" + path + "' cannot be opened (expected a readable INI file)");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::string text = ss.str();
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
+  return text;
+}
+
+// Words that are not options: `--overwrite no` must not mean --overwrite.
+void refuse_positional(const po::parsed_options& parsed) {
+  for (const auto& o : parsed.options)
+    if (o.position_key >= 0) {
+      const std::string word = o.original_tokens.empty() ? "" : o.original_tokens.front();
+      throw InputError("unexpected argument '" + printable(word) +
+                       "' (expected options as --name value; flags such as --overwrite and --resume take no value)");
+    }
+}
+
 // Parses argv (after the subcommand) and an optional --config file; the command line
 // takes precedence. `base` holds values to start from (a resumed run's stored options).
+//
+// `check_variant` off: a first look for the flags only (--help, --resume, --checkpoint),
+// before the options the run was made with are known — `--mta.cq 3` on a resumed MTA run
+// must not be judged against the default variant.
 CommandLine parse(int argc, char** argv, const po::options_description& flags,
-                  const std::map<std::string, std::string>& base = {}) {
+                  const std::map<std::string, std::string>& base = {}, bool check_variant = true) {
   po::options_description all;
   po::options_description declared = declared_options();
   all.add(flags).add(declared);
   CommandLine cl;
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).style(style()).run(), vm);
+  const po::parsed_options parsed = po::command_line_parser(argc, argv).options(all).style(style()).run();
+  refuse_positional(parsed);
+  po::store(parsed, vm);
   if (vm.count("config")) {
     const std::string path = vm["config"].as<std::string>();
-    std::ifstream f(path);
-    if (!f) throw InputError("config file '" + path + "' cannot be opened (expected a readable INI file)");
+    std::istringstream text(read_config(path));
     try {
-      po::store(po::parse_config_file(f, declared, false), vm);  // stored second: the command line wins
+      po::store(po::parse_config_file(text, declared, false), vm);  // stored second: the command line wins
     } catch (const po::error& e) {
-      throw InputError("config file '" + path + "': " + std::string(e.what()));
+      throw InputError("config file '" + path + "': " + printable(e.what()));
     }
   }
   po::notify(vm);
@@ -102,6 +165,7 @@ CommandLine parse(int argc, char** argv, const po::options_description& flags,
   }
   const std::string chosen = cl.train.get_string("model.attention");
   AttentionRegistry::get(chosen);
+  if (!check_variant) return cl;
   for (auto& [n, v] : cl.given) {
     const std::string head = n.substr(0, n.find('.'));
     if (cl.variants.count(head) && head != chosen)
@@ -118,43 +182,60 @@ std::map<std::string, std::string> resolved(const CommandLine& cl) {
   return r;
 }
 
-// Options stored as root attributes of a run log (how `--resume` and `eval` recover them).
-std::map<std::string, std::string> stored_options(const std::string& log_path) {
-  std::map<std::string, std::string> out;
-  RunLog log = RunLog::open_read(log_path);
-  std::set<std::string> known;
-  for (const auto& s : train_option_specs()) known.insert(s.name);
-  for (const auto* v : AttentionRegistry::list())
-    for (const auto& s : v->options) known.insert(v->name + "." + s.name);
-  for (auto& [k, v] : log.attrs())
-    if (known.count(k) && std::holds_alternative<std::string>(v)) out[k] = std::get<std::string>(v);
-  return out;
+std::string flag_value(const CommandLine& cl, const char* flag) {
+  const std::string v = cl.flags[flag].as<std::string>();
+  if (v.empty()) throw InputError(std::string("option --") + flag + " is empty; expected a checkpoint file");
+  return v;
 }
 
-void print_help(const char* cmd, const po::options_description& flags) {
-  std::cout << "usage: mtalab " << cmd << " [options]\n\n" << flags << "\n" << declared_options() << "\n";
+// Which layers MTA's key-query convolution lands in for the model these options describe.
+std::string kq_layers_note(const CommandLine& cl) {
+  try {
+    ModelConfig m;
+    m.n_layers = cl.train.get_int("model.n_layers");
+    m.n_heads = cl.train.get_int("model.n_heads");
+    m.attention = "mta";
+    m.attention_options = cl.variants.at("mta");
+    const auto layers = kq_conv_layers(m);
+    if (!layers) return "";
+    std::string list;
+    for (int l : *layers) list += (list.empty() ? "" : ", ") + std::to_string(l);
+    return "For this " + std::to_string(m.n_layers) + "-layer model, --mta.kq_layers " +
+           m.attention_options.get_string("kq_layers") + " puts MTA's key-query convolution in 0-based layers: " +
+           (list.empty() ? "none" : list) + "\n";
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+void print_help(const char* cmd, const po::options_description& flags, const std::string& note = "") {
+  std::cout << "usage: mtalab " << cmd << " [options]\n\n" << flags << "\n" << declared_options() << "\n" << note
+            << kExitCodes;
 }
 
 int cmd_train(int argc, char** argv) {
+  install_stop_handlers();  // first: a signal during startup is honoured, not dropped
   po::options_description flags("train");
   flags.add_options()("help,h", "show this help")("config", po::value<std::string>(), "INI file of options")(
-      "overwrite", "replace an existing run log in run.out")("resume", "continue the run in run.out from its checkpoint")(
+      "overwrite", "replace the run in run.out (its log and checkpoints)")(
+      "resume", "continue the run in run.out from its checkpoint (tunable options such as --train.lr and "
+                "--train.steps may change; the change is recorded in the log)")(
       "init-from", po::value<std::string>(), "load parameters (only) from this checkpoint")(
       "no-shuffle", "visit training windows in file order (same as --data.shuffle false)")(
       "quiet", "no progress lines");
   // A resumed run starts from the options it was started with.
   std::map<std::string, std::string> base;
   {
-    CommandLine pre = parse(argc, argv, flags);
+    CommandLine pre = parse(argc, argv, flags, {}, /*check_variant=*/false);
     if (pre.flags.count("help")) {
-      print_help("train", flags);
+      print_help("train", flags, kq_layers_note(pre));
       return 0;
     }
     if (pre.flags.count("resume")) {
       const std::string log = run_log_path(pre.train.get_string("run.out"));
       if (!std::filesystem::exists(log))
         throw InputError("--resume: no run log at '" + log + "' (expected the run.out of an earlier run)");
-      base = stored_options(log);
+      base = read_logged_run(log).options;
     }
   }
   CommandLine cl = parse(argc, argv, flags, base);
@@ -162,6 +243,7 @@ int cmd_train(int argc, char** argv) {
     if (cl.given.count("data.shuffle") && cl.train.get_bool("data.shuffle"))
       throw InputError("--no-shuffle contradicts --data.shuffle " + cl.given["data.shuffle"]);
     cl.train.set("data.shuffle", "false");
+    cl.given["data.shuffle"] = "false";
   }
   if (cl.flags.count("resume") && cl.flags.count("init-from"))
     throw InputError("--resume and --init-from cannot be combined (resume restores everything from the run's checkpoint)");
@@ -174,42 +256,68 @@ int cmd_train(int argc, char** argv) {
   req.overwrite = cl.flags.count("overwrite") > 0;
   req.resume = cl.flags.count("resume") > 0;
   req.quiet = cl.flags.count("quiet") > 0;
-  if (cl.flags.count("init-from")) req.init_from = cl.flags["init-from"].as<std::string>();
-  if (!req.resume && !req.overwrite && std::filesystem::exists(run_log_path(req.config.out_dir)))
-    throw InputError("run log '" + run_log_path(req.config.out_dir) +
-                     "' already exists (use --overwrite to replace it, --resume to continue it, or another --run.out)");
-  install_stop_handlers();
+  if (cl.flags.count("init-from")) req.init_from = flag_value(cl, "init-from");
+  std::set<std::string> given;
+  for (auto& [k, v] : cl.given) given.insert(k);
+  check_options_take_effect(cl.train, cl.variants.at(chosen), given);
   RunSummary s = train(req);
-  std::printf("done: %lld steps, train loss %.4f, eval loss %.4f, %s %.4f, %.1f s\n", (long long)s.steps, s.train_loss,
-              s.eval_loss, s.metric_name.c_str(), s.eval_metric, s.wall_s);
+  std::printf("%s\n", summary_line(s).c_str());
   return s.interrupted ? 130 : 0;
+}
+
+// The options a checkpoint's model was trained with: its own (saved since run identities),
+// else the run.h5 beside it — if that log is the same run's.
+std::map<std::string, std::string> checkpoint_model_options(const CheckpointData& ck, const std::string& path,
+                                                            std::string* source) {
+  std::map<std::string, std::string> own = checkpoint_options(ck);
+  if (!own.empty()) {
+    *source = "the checkpoint";
+    return own;
+  }
+  const auto log = std::filesystem::path(path).parent_path() / "run.h5";
+  std::error_code ec;
+  if (!std::filesystem::exists(log, ec)) {
+    *source = "the defaults";
+    return {};
+  }
+  LoggedRun run = read_logged_run(log.string());
+  const std::string id = ck.strings.count("run_id") ? ck.strings.at("run_id") : "";
+  if (run.run_id != id)
+    throw InputError("checkpoint '" + path + "' is not from the run logged in '" + log.string() +
+                     "' beside it (run ids differ); expected that run's checkpoint, or the model options given explicitly");
+  *source = log.string();
+  return run.options;
 }
 
 int cmd_eval(int argc, char** argv) {
   po::options_description flags("eval");
   flags.add_options()("help,h", "show this help")("config", po::value<std::string>(), "INI file of options")(
-      "checkpoint", po::value<std::string>(), "checkpoint to evaluate (its run.h5 beside it supplies the model options)");
-  CommandLine pre = parse(argc, argv, flags);
+      "checkpoint", po::value<std::string>(),
+      "checkpoint to evaluate (its model options are read from it, or from the run.h5 beside it)");
+  CommandLine pre = parse(argc, argv, flags, {}, /*check_variant=*/false);
   if (pre.flags.count("help")) {
     print_help("eval", flags);
     return 0;
   }
   if (!pre.flags.count("checkpoint")) throw InputError("eval: --checkpoint FILE is required");
-  const std::string ck = pre.flags["checkpoint"].as<std::string>();
-  const auto log = std::filesystem::path(ck).parent_path() / "run.h5";
-  std::map<std::string, std::string> base;
-  if (std::filesystem::exists(log)) base = stored_options(log.string());
+  const std::string path = flag_value(pre, "checkpoint");
+  CheckpointData ck = load_checkpoint(path);
+  std::string source;
+  const std::map<std::string, std::string> base = checkpoint_model_options(ck, path, &source);
   CommandLine cl = parse(argc, argv, flags, base);
+  if (!base.empty()) check_model_options(base, resolved(cl), source);
   const std::string chosen = cl.train.get_string("model.attention");
+  if (ck.strings.count("model.attention") && ck.strings.at("model.attention") != chosen)
+    throw InputError("checkpoint '" + path + "' is of attention variant '" + ck.strings.at("model.attention") +
+                     "', but --model.attention is '" + chosen + "'");
   TrainConfig c = make_train_config(cl.train, cl.variants.at(chosen));
   auto data = make_train_data(c);
   Transformer model(c.model);
   model.to(c.device);  // --train.device picks where; a checkpoint loads onto either device
-  CheckpointData d = load_checkpoint(ck);
-  load_parameters(d, model.named_parameters(), ck);
+  load_parameters(ck, model.named_parameters(), path);
   model.train(false);
   EvalResult r = data->evaluate(model);
-  std::printf("%s on %s: loss %.4f | %s %.4f\n", ck.c_str(), c.task == "text" ? c.data_path.c_str() : "find_block",
+  std::printf("%s on %s: loss %.4f | %s %.4f\n", path.c_str(), c.task == "text" ? c.data_path.c_str() : "find_block",
               r.loss, data->metric_name().c_str(), r.metric);
   return 0;
 }
@@ -221,13 +329,25 @@ int cmd_variants() {
 
 int cmd_report(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::cout << "usage: mtalab report RUN.h5 [RUN.h5 ...]\n  one row per run: variant, parameters, steps, "
-                 "final losses and metric, wall time\n";
+    std::cout << "usage: mtalab report RUN.h5|RUN_DIR [...]\n  one row per run: variant, parameters, steps, "
+                 "losses and metric, wall time, status\n  (finished, diverged at N, interrupted at N, running, "
+                 "unreadable: why); exit 2 if any input is unreadable\n";
     return argc < 2 ? 2 : 0;
   }
   std::vector<std::string> paths(argv + 1, argv + argc);
-  std::cout << format_report(paths);
+  Report r = format_report(paths);
+  std::cout << r.table << std::flush;
+  if (r.unreadable > 0) {
+    std::cerr << "mtalab: error: " << r.unreadable << " of " << paths.size()
+              << " inputs could not be read (their rows say why)\n";
+    return 2;
+  }
   return 0;
+}
+
+int fail(int code, const std::string& what) {
+  std::cerr << "mtalab: error: " << printable(what) << "\n";
+  return code;
 }
 
 }  // namespace
@@ -237,27 +357,35 @@ int mtalab_main(int argc, char** argv) {
     std::cerr << kUsage;
     return 2;
   }
+  std::signal(SIGPIPE, SIG_IGN);  // a closed pipe is a write error, never a silent death
   const std::string cmd = argv[1];
   try {
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-      std::cout << kUsage;
+      std::cout << kUsage << "\n" << kExitCodes;
       return 0;
     }
     if (cmd == "train") return cmd_train(argc - 1, argv + 1);
     if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
     if (cmd == "report") return cmd_report(argc - 1, argv + 1);
     if (cmd == "variants") return cmd_variants();
-    std::cerr << "mtalab: error: unknown command '" << cmd << "' (expected train, eval, report or variants)\n";
+    std::cerr << "mtalab: error: unknown command '" << printable(cmd) << "' (expected train, eval, report or variants)\n";
     return 2;
   } catch (const InputError& e) {
-    std::cerr << "mtalab: error: " << e.what() << "\n";
-    return 2;
+    return fail(2, e.what());
   } catch (const po::error& e) {
-    std::cerr << "mtalab: error: " << e.what() << "\n";
-    return 2;
+    return fail(2, e.what());
   } catch (const DivergedError& e) {
-    std::cerr << "mtalab: error: " << e.what() << "\n";
-    return 3;
+    return fail(3, e.what());
+  } catch (const IoError& e) {
+    return fail(4, e.what());
+  } catch (const OutOfMemoryError& e) {
+    return fail(5, e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(5, "out of memory (an allocation failed; expected a smaller model or batch)");
+  } catch (const InterruptedError& e) {
+    return fail(130, e.what());
+  } catch (const std::exception& e) {
+    return fail(1, std::string("internal error: ") + e.what());
   }
 }
 

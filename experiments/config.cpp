@@ -1,5 +1,7 @@
 #include "experiments/config.h"
 
+#include <algorithm>
+
 #include "autograd/errors.h"
 #include "layers/attention.h"
 
@@ -56,6 +58,11 @@ const std::vector<OptionSpec>& train_option_specs() {
       S::Int("train.checkpoint_every", 0, "also checkpoint every N steps (0: at evaluations and the end)", 0, 1LL << 40),
       S::Int("train.seed", 0, "seed for initialisation, data order and dropout", 0, 1LL << 62),
       S::Int("train.threads", 0, "CPU threads (0: OMP_NUM_THREADS or all cores)", 0, 4096),
+      S::String("attn.impl", "auto",
+                "attention implementation: fused (no T x T maps: FlashAttention-2 for softmax, recomputed row bands "
+                "for MTA), maps (the map ops, the reference) or auto (fused unless dropout on attention "
+                "probabilities needs the maps)",
+                {"auto", "fused", "maps"}),
       S::String("train.device", "cpu", "where parameters, optimizer state, batches and evaluation live: cpu, cuda or cuda:N"),
       // where
       S::String("run.out", "runs/default", "run directory: run.h5 (log) and checkpoint.h5"),
@@ -75,6 +82,7 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
   m.norm_eps = v.get_float("model.norm_eps");
   m.rope_theta = v.get_float("model.rope_theta");
   m.dropout = v.get_float("model.dropout");
+  m.attn_impl = v.get_string("attn.impl");
   m.init_std = v.get_float("model.init_std");
   m.tie_embeddings = v.get_bool("model.tie_embeddings");
   m.dtype = parse_dtype(v.get_string("model.dtype"));
@@ -117,6 +125,7 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
     throw InputError("option --train.device='" + v.get_string("train.device") + "' (expected cpu, cuda or cuda:N)");
   }
   c.out_dir = v.get_string("run.out");
+  if (c.out_dir.empty()) throw InputError("option --run.out is empty; expected a run directory");
   m.seed = c.seed;
 
   if (m.d_model % m.n_heads)
@@ -137,6 +146,96 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
   m.max_seq_len = c.task == "text" ? c.seq_len : c.find_block.total_len - 1;
   AttentionRegistry::get(m.attention);  // an unknown variant fails here, before any file is touched
   return c;
+}
+
+namespace {
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+}  // namespace
+
+OptionRole option_role(const std::string& n) {
+  // attn.impl changes how attention is computed, not what: the same values up to rounding.
+  if (n == "model.dropout" || n == "run.out" || n == "attn.impl") return OptionRole::tunable;
+  if (starts_with(n, "model.")) return OptionRole::model;
+  if (starts_with(n, "data.") || starts_with(n, "task.") || n == "train.seed" || n == "train.optimizer")
+    return OptionRole::data;
+  if (starts_with(n, "train.")) return OptionRole::tunable;
+  return OptionRole::model;  // a variant's option: it shapes the attention layers
+}
+
+void check_options_take_effect(const OptionValues& v, const OptionValues& a, const std::set<std::string>& given) {
+  // (option, is it idle with these values, why)
+  struct Rule {
+    std::string option;
+    bool idle;
+    std::string because;
+  };
+  const std::string task = v.get_string("data.task"), opt = v.get_string("train.optimizer");
+  const bool text = task == "text";
+  std::vector<Rule> rules;
+  for (const auto& s : train_option_specs()) {
+    if (starts_with(s.name, "task."))
+      rules.push_back({s.name, text, "--data.task is text (task.* options configure find_block)"});
+    if (starts_with(s.name, "data.") && s.name != "data.task")
+      rules.push_back({s.name, !text, "--data.task is find_block (data.* options configure text data)"});
+  }
+  rules.push_back({"train.eval_max_batches", !text, "--data.task is find_block, which evaluates all task.n_test examples"});
+  rules.push_back({"train.momentum", opt == "adamw", "--train.optimizer is adamw (momentum is for sgd)"});
+  for (const char* o : {"train.beta1", "train.beta2", "train.eps"})
+    rules.push_back({o, opt == "sgd", "--train.optimizer is sgd (beta1, beta2 and eps are for adamw)"});
+  rules.push_back({"train.min_lr", v.get_string("train.schedule") == "constant", "--train.schedule is constant"});
+  if (v.get_string("model.attention") == "mta") {
+    const bool pre = a.get_bool("kq_pre"), post = a.get_bool("kq_post");
+    for (const char* o : {"mta.cq", "mta.ck"}) rules.push_back({o, !pre, "--mta.kq_pre is false"});
+    for (const char* o : {"mta.cq_post", "mta.ck_post"}) rules.push_back({o, !post, "--mta.kq_post is false"});
+    for (const char* o : {"mta.pad", "mta.kq_layers"})
+      rules.push_back({o, !pre && !post, "--mta.kq_pre and --mta.kq_post are both false"});
+    rules.push_back({"mta.ch", !a.get_bool("head_mix_pre") && !a.get_bool("head_mix_post"),
+                     "--mta.head_mix_pre and --mta.head_mix_post are both false"});
+  }
+  for (const auto& r : rules)
+    if (r.idle && given.count(r.option))
+      throw InputError("option --" + r.option + " has no effect because " + r.because +
+                       "; expected it left out (or the option it depends on changed)");
+}
+
+std::optional<std::vector<int>> kq_conv_layers(const ModelConfig& m) {
+  if (m.n_heads > 256) return std::nullopt;  // the probe's width would no longer be tiny
+  try {
+    const AttentionVariant& variant = AttentionRegistry::get(m.attention);
+    std::vector<int> layers;
+    bool any_kernel_option = false;
+    for (const auto& o : variant.options) any_kernel_option |= o.name == "kq_layers";
+    if (!any_kernel_option) return std::nullopt;
+    for (int l = 0; l < (int)m.n_layers; ++l) {
+      AttentionConfig c;
+      c.n_heads = m.n_heads;
+      c.d_model = 2 * m.n_heads;  // the smallest width with an even head dim
+      c.layer = l;
+      c.n_layers = (int)m.n_layers;
+      for (auto& [name, t] : variant.make(c, m.attention_options)->named_parameters())
+        if (starts_with(name, "kq_kernel")) {
+          layers.push_back(l);
+          break;
+        }
+    }
+    return layers;
+  } catch (const std::exception&) {
+    return std::nullopt;  // the real model's construction reports what is wrong
+  }
+}
+
+void check_kq_conv_placed(const ModelConfig& m) {
+  if (m.attention != "mta") return;
+  const OptionValues& a = m.attention_options;
+  if (!(a.get_bool("kq_pre") || a.get_bool("kq_post")) || a.get_string("kq_layers") == "none") return;
+  const auto layers = kq_conv_layers(m);
+  if (!layers || !layers->empty()) return;
+  throw InputError("option --mta.kq_layers=" + a.get_string("kq_layers") + (a.is_default("kq_layers") ? " (the default)" : "") +
+                   " selects no layer of this " + std::to_string(m.n_layers) +
+                   "-layer model, so it would have no key-query convolution; expected --mta.kq_layers all, a 0-based "
+                   "list such as 0,1, or none with --mta.kq_pre false --mta.kq_post false");
 }
 
 }  // namespace mtalab

@@ -1,6 +1,8 @@
 #include "experiments/h5io.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <stdexcept>
 
@@ -99,12 +101,13 @@ Handle access_plist(Mode mode) {
   if (mode == Mode::write) {
     // 1.8 object formats (superblock v2, checksummed object headers, dense attribute
     // storage, v1 B-tree chunk index). Not "latest": the 1.10 superblock v3 records "open
-    // for writing", so a writer killed by SIGKILL leaves a file HDF5 refuses to open without
-    // h5clear; with v2 a killed run log still opens and holds every row up to its last flush.
+    // for writing", and a MemoryFile's image is taken while the file is open, so every file
+    // written would carry that mark and need h5clear before HDF5 opens it; v2 ignores it.
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
   } else {
-    // A reader (a tool, a monitor) may look at a log that a live training holds open for
-    // writing; HDF5's file lock would refuse it. Readers never modify the file.
+    // A reader (report, eval, a monitor) must not be refused because another process (h5py,
+    // a second reader) holds HDF5's lock on the file. Readers never modify the file, and the
+    // writer replaces it whole (MemoryFile), so what a reader opens is always complete.
     H5Pset_file_locking(fapl, false, true);
   }
   return fapl;
@@ -130,18 +133,138 @@ Handle open_file(const std::string& path, Mode mode, const std::string& kind) {
   return Handle(f);
 }
 
-Handle create_file(const std::string& path, bool truncate) {
-  quiet();
-  Handle fapl = access_plist(Mode::write);
-  hid_t f = H5Fcreate(path.c_str(), truncate ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, fapl);
-  if (f < 0) fail_file(path, "cannot create the file");
-  return Handle(f);
-}
-
 void close_file(Handle& file, const std::string& path) {
   quiet();
   if (!file) return;
   if (H5Fclose(file.release()) < 0) fail_file(path, "cannot close the file (data may be lost)");
+}
+
+// --- files held in memory --------------------------------------------------------------
+
+// The core driver allocates its memory through these callbacks, which is how image() knows
+// where the bytes are without H5Fget_file_image: that one clears the superblock's status
+// byte in its copy without updating the checksum, and the copy then fails to open.
+struct MemoryFile::Buffer {
+  void* data = nullptr;
+  size_t size = 0;
+};
+
+namespace {
+
+bool is_file_op(H5FD_file_image_op_t op) {
+  return op == H5FD_FILE_IMAGE_OP_FILE_OPEN || op == H5FD_FILE_IMAGE_OP_FILE_RESIZE;
+}
+
+void* image_malloc(size_t size, H5FD_file_image_op_t op, void* udata) {
+  void* p = std::malloc(size ? size : 1);
+  if (p && is_file_op(op)) *static_cast<MemoryFile::Buffer*>(udata) = {p, size};
+  return p;
+}
+
+void* image_memcpy(void* dest, const void* src, size_t size, H5FD_file_image_op_t, void*) {
+  return std::memcpy(dest, src, size);
+}
+
+void* image_realloc(void* ptr, size_t size, H5FD_file_image_op_t op, void* udata) {
+  void* p = std::realloc(ptr, size ? size : 1);
+  if (p && is_file_op(op)) *static_cast<MemoryFile::Buffer*>(udata) = {p, size};
+  return p;
+}
+
+herr_t image_free(void* ptr, H5FD_file_image_op_t, void* udata) {
+  auto* b = static_cast<MemoryFile::Buffer*>(udata);
+  if (ptr && ptr == b->data) *b = {};
+  std::free(ptr);
+  return 0;
+}
+
+void* udata_copy(void* udata) { return udata; }  // one Buffer per file, owned by MemoryFile
+herr_t udata_free(void*) { return 0; }
+
+Handle memory_access_plist(MemoryFile::Buffer* buffer) {
+  Handle fapl = access_plist(Mode::write);
+  // Nothing on disk is written through this driver: a reader must never be locked out.
+  H5Pset_file_locking(fapl, false, true);
+  constexpr size_t kIncrement = 1 << 20;  // the memory grows in steps of 1 MiB
+  if (H5Pset_fapl_core(fapl, kIncrement, /*backing_store=*/0) < 0)
+    fail_file("<hdf5>", "cannot select HDF5's in-memory driver");
+  H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy, image_realloc, image_free,
+                                    udata_copy,   udata_free,   buffer};
+  if (H5Pset_file_image_callbacks(fapl, &cb) < 0) fail_file("<hdf5>", "cannot set file image callbacks");
+  // Closing the file closes every object still open in it, so its memory is freed at
+  // close() and never after the Buffer that tracks it is gone.
+  if (H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) fail_file("<hdf5>", "cannot set the close degree");
+  return fapl;
+}
+
+}  // namespace
+
+MemoryFile::MemoryFile() : buffer_(std::make_unique<Buffer>()) {}
+MemoryFile::MemoryFile(MemoryFile&& o) noexcept = default;
+MemoryFile& MemoryFile::operator=(MemoryFile&& o) noexcept {
+  if (this != &o) {
+    file_.reset();
+    buffer_ = std::move(o.buffer_);
+    file_ = std::move(o.file_);
+  }
+  return *this;
+}
+MemoryFile::~MemoryFile() { file_.reset(); }
+
+MemoryFile MemoryFile::create(const std::string& name) {
+  quiet();
+  MemoryFile m;
+  Handle fapl = memory_access_plist(m.buffer_.get());
+  hid_t f = H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  if (f < 0) fail_file(name, "cannot create the file in memory");
+  m.file_ = Handle(f);
+  return m;
+}
+
+MemoryFile MemoryFile::open(const std::string& path) {
+  quiet();
+  MemoryFile m;
+  Handle fapl = memory_access_plist(m.buffer_.get());
+  // The core driver reads the whole file into memory and never writes to it.
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl);
+  if (f < 0) fail_file(path, "cannot open the HDF5 file (corrupt or truncated?)");
+  m.file_ = Handle(f);
+  return m;
+}
+
+namespace {
+
+// The end of allocated space from a version 2 superblock (the 1.8 format these files use):
+// signature(8) version(1) offset size(1) length size(1) flags(1) base(8) extension(8)
+// end-of-file address(8) ... The core driver's own size is rounded up to its growth step,
+// and H5Fget_eoa refuses drivers without SWMR support; 0 when the layout is not this one.
+size_t superblock_eoa(const unsigned char* p, size_t size) {
+  static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  if (size < 48 || std::memcmp(p, sig, 8) != 0 || p[8] != 2 || p[9] != 8) return 0;
+  uint64_t base = 0, eoa = 0;
+  for (int i = 7; i >= 0; --i) {
+    base = base << 8 | p[12 + i];
+    eoa = eoa << 8 | p[28 + i];
+  }
+  return base == 0 ? static_cast<size_t>(eoa) : 0;
+}
+
+}  // namespace
+
+std::pair<const void*, size_t> MemoryFile::image() {
+  quiet();
+  check(H5Fflush(file_, H5F_SCOPE_GLOBAL), file_, "cannot flush");
+  hsize_t size = 0;
+  check(H5Fget_filesize(file_, &size), file_, "cannot read the file's size");
+  if (!buffer_->data || size > buffer_->size) fail_in(file_, "the in-memory file is smaller than its contents");
+  const size_t eoa = superblock_eoa(static_cast<const unsigned char*>(buffer_->data), static_cast<size_t>(size));
+  return {buffer_->data, eoa > 0 && eoa <= size ? eoa : static_cast<size_t>(size)};
+}
+
+void MemoryFile::close() {
+  quiet();
+  if (!file_) return;
+  if (H5Fclose(file_.release()) < 0) fail_file("<hdf5 file in memory>", "cannot close the file");
 }
 
 void stamp_format(hid_t file, const std::string& format, int64_t version) {

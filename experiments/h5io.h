@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -62,10 +63,40 @@ enum class Mode { read, write };
 // Opens an existing file; InputError when it is missing, not HDF5 or unreadable.
 // `kind` says what the file should be ("run log", "checkpoint") for the messages.
 Handle open_file(const std::string& path, Mode mode, const std::string& kind);
-// Creates a file; without `truncate` an existing one is an error (H5F_ACC_EXCL).
-Handle create_file(const std::string& path, bool truncate);
 // Closes and reports errors, unlike the Handle destructor, which cannot throw.
 void close_file(Handle& file, const std::string& path);
+
+// --- files held in memory --------------------------------------------------------------
+// HDF5's core driver without a backing store: HDF5 reads and writes only memory, so a full
+// disk or a failing write can never strike half-way through HDF5's own I/O (where it would
+// leave a file that HDF5 itself cannot open again). The owner writes image() to disk
+// (atomic_file.h: replace_file), whole, after each flush.
+class MemoryFile {
+ public:
+  MemoryFile();
+  MemoryFile(MemoryFile&&) noexcept;
+  MemoryFile& operator=(MemoryFile&&) noexcept;
+  ~MemoryFile();
+  // A new, empty file. `name` is what H5Fget_name (and so every error message) reports:
+  // pass the path the image will be written to.
+  static MemoryFile create(const std::string& name);
+  // An existing file read whole into memory, open for writing (the file on disk is never
+  // written through it); InputError when it is not a readable HDF5 file.
+  static MemoryFile open(const std::string& path);
+  hid_t id() const { return file_; }
+  explicit operator bool() const { return static_cast<bool>(file_); }
+  // Flushes HDF5's caches into memory and returns the file's bytes (up to its end of
+  // allocated space); valid until the next HDF5 call on this file.
+  std::pair<const void*, size_t> image();
+  // Closes the file and frees its memory (every object in it is closed too).
+  void close();
+
+  struct Buffer;  // the core driver's memory, as its allocation callbacks report it
+
+ private:
+  std::unique_ptr<Buffer> buffer_;  // declared first: outlives file_, whose close frees it
+  Handle file_;
+};
 
 // Files written by mtalab carry root attributes mtalab_format (e.g. "checkpoint") and
 // mtalab_format_version; check_format throws InputError unless both match.

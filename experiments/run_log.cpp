@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <stdexcept>
 
 #include "autograd/errors.h"
+#include "experiments/atomic_file.h"
 
 namespace mtalab {
 
@@ -152,8 +154,10 @@ void RunLog::Table::truncate_after(int64_t step) {
 
 // --- opening and closing --------------------------------------------------------------
 
-RunLog::RunLog(std::string path, h5::Handle file, bool writable)
-    : path_(std::move(path)), file_(std::move(file)), writable_(writable) {}
+RunLog::RunLog(std::string path, h5::Handle file) : path_(std::move(path)), file_(std::move(file)), writable_(false) {}
+
+RunLog::RunLog(std::string path, h5::MemoryFile mem, bool exists)
+    : path_(std::move(path)), mem_(std::move(mem)), writable_(true), written_(exists) {}
 
 RunLog RunLog::create(const std::string& path, bool overwrite) {
   h5::quiet();
@@ -162,24 +166,30 @@ RunLog RunLog::create(const std::string& path, bool overwrite) {
     throw InputError(path + ": run log already exists; expected a new path (or overwrite)");
   const fs::path parent = fs::path(path).parent_path();
   if (!parent.empty() && !fs::create_directories(parent, ec) && ec)
-    throw InputError(path + ": cannot create directory " + parent.string() + ": " + ec.message());
-  h5::Handle f = h5::create_file(path, overwrite);
-  h5::stamp_format(f, kFormat, kVersion);
-  // Flushed at once so that even a run killed before its first flush leaves a valid log.
-  h5::check(H5Fflush(f, H5F_SCOPE_LOCAL), f, "cannot flush");
-  return RunLog(path, std::move(f), true);
+    throw IoError(path + ": cannot create directory " + parent.string() + ": " + ec.message());
+  RunLog log(path, h5::MemoryFile::create(path), /*exists=*/false);
+  h5::stamp_format(log.file(), kFormat, kVersion);
+  // Nothing reaches the disk before the first flush: a reader never sees a log without
+  // the attributes its writer sets first, and a writer that dies before then leaves no
+  // file to block the next attempt. That write replaces a file only with `overwrite`.
+  log.replace_on_first_write_ = overwrite;
+  return log;
 }
 
 RunLog RunLog::open_append(const std::string& path) {
-  h5::Handle f = h5::open_file(path, h5::Mode::write, "run log");
-  h5::check_format(f, path, kFormat, kVersion);
-  return RunLog(path, std::move(f), true);
+  // Checked on the file first, for the messages (missing, a directory, not HDF5).
+  h5::Handle probe = h5::open_file(path, h5::Mode::read, "run log");
+  h5::check_format(probe, path, kFormat, kVersion);
+  probe.reset();
+  RunLog log(path, h5::MemoryFile::open(path), /*exists=*/true);
+  h5::check_format(log.file(), path, kFormat, kVersion);
+  return log;
 }
 
 RunLog RunLog::open_read(const std::string& path) {
   h5::Handle f = h5::open_file(path, h5::Mode::read, "run log");
   h5::check_format(f, path, kFormat, kVersion);
-  return RunLog(path, std::move(f), false);
+  return RunLog(path, std::move(f));
 }
 
 RunLog& RunLog::operator=(RunLog&& other) noexcept {
@@ -190,7 +200,10 @@ RunLog& RunLog::operator=(RunLog&& other) noexcept {
     }
     path_ = std::move(other.path_);
     file_ = std::move(other.file_);
+    mem_ = std::move(other.mem_);
     writable_ = other.writable_;
+    written_ = other.written_;
+    replace_on_first_write_ = other.replace_on_first_write_;
     tables_ = std::move(other.tables_);
   }
   return *this;
@@ -203,25 +216,44 @@ RunLog::~RunLog() {
   }
 }
 
+void RunLog::write_image(bool durable) {
+  auto [data, size] = mem_.image();
+  ReplaceOptions o;
+  o.durable = durable;
+  o.no_replace = !written_ && !replace_on_first_write_;
+  o.fault_name = "log";
+  try {
+    if (!replace_file(path_, data, size, o))
+      throw InputError(path_ + ": run log already exists; expected a new path (or overwrite)");
+  } catch (const IoError& e) {
+    throw IoError("cannot write run log " + path_ + ": " + e.what() + " (" + path_ + " on disk is unchanged)");
+  }
+  written_ = true;
+}
+
 void RunLog::flush() {
   require_writable("flush");
   for (auto& [_, t] : tables_) t->write_pending();
-  h5::check(H5Fflush(file_, H5F_SCOPE_LOCAL), file_, "cannot flush");
+  write_image(/*durable=*/false);
 }
 
 void RunLog::close() {
-  if (!file_) return;
+  if (!file_ && !mem_) return;
   std::exception_ptr error;
   if (writable_) {
     try {
       for (auto& [_, t] : tables_) t->write_pending();
+      write_image(/*durable=*/true);
     } catch (...) {
       error = std::current_exception();
     }
   }
   tables_.clear();  // their datasets must be closed for H5Fclose to close the file
   try {
-    h5::close_file(file_, path_);
+    if (writable_)
+      mem_.close();
+    else
+      h5::close_file(file_, path_);
   } catch (...) {
     if (!error) error = std::current_exception();
   }
@@ -229,9 +261,9 @@ void RunLog::close() {
 }
 
 hid_t RunLog::file() const {
-  if (!file_) throw std::logic_error("run log " + path_ + " is closed");
+  if (!file_ && !mem_) throw std::logic_error("run log " + path_ + " is closed");
   h5::quiet();  // this thread may not have made an HDF5 call yet: raw calls follow
-  return file_;
+  return writable_ ? mem_.id() : static_cast<hid_t>(file_);
 }
 
 void RunLog::require_writable(const char* op) const {
@@ -399,12 +431,53 @@ void RunLog::truncate_all_after(int64_t step) {
   }
 }
 
+// --- option changes -------------------------------------------------------------------
+
+namespace {
+constexpr const char* kChangesGroup = "option_changes";
+}
+
+void RunLog::record_option_change(const OptionChange& c) {
+  require_writable("record_option_change");
+  h5::Handle group = h5::require_group(file(), kChangesGroup);
+  char name[32];
+  std::snprintf(name, sizeof name, "%06zu", h5::children(group).size());  // sorts in order
+  h5::Handle entry = h5::require_group(group, name);
+  h5::write_attr(entry, "step", c.step);
+  h5::write_attr(entry, "option", c.option);
+  h5::write_attr(entry, "from", c.from);
+  h5::write_attr(entry, "to", c.to);
+  set_attr(c.option, c.to);
+}
+
+std::vector<RunLog::OptionChange> RunLog::option_changes() const {
+  std::vector<OptionChange> out;
+  if (!h5::is_group(file(), kChangesGroup)) return out;
+  h5::Handle group = h5::open_group(file(), kChangesGroup);
+  for (const auto& n : h5::children(group)) {
+    h5::Handle entry = h5::open_group(group, n);
+    const std::string where = std::string(kChangesGroup) + "/" + n;
+    OptionChange c;
+    c.step = typed_attr<int64_t>(h5::read_attr(entry, "step"), path_, where + "/step", "integer");
+    c.option = typed_attr<std::string>(h5::read_attr(entry, "option"), path_, where + "/option", "string");
+    c.from = typed_attr<std::string>(h5::read_attr(entry, "from"), path_, where + "/from", "string");
+    c.to = typed_attr<std::string>(h5::read_attr(entry, "to"), path_, where + "/to", "string");
+    out.push_back(c);
+  }
+  return out;
+}
+
 // --- /final ---------------------------------------------------------------------------
 
 void RunLog::set_final(const std::string& name, double value) {
   require_writable("set_final");
   check_name("final value", name);
   h5::write_attr(h5::require_group(file(), "final"), name, value);
+}
+
+void RunLog::clear_final() {
+  require_writable("clear_final");
+  if (h5::exists(file(), "final")) h5::check(H5Ldelete(file(), "final", H5P_DEFAULT), file(), "cannot remove /final");
 }
 
 std::map<std::string, double> RunLog::finals() const {

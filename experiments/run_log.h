@@ -12,12 +12,17 @@
 //   /<any/path>             one-off arrays (e.g. /attention/layer_0 [H,T,T])
 //   /final                  group whose float64 attributes are the summary scalars
 //
-// Crash safety: append_row buffers rows in memory; flush() writes them and calls H5Fflush,
-// after which the file on disk is complete and consistent. A process killed outside flush()
-// (even by SIGKILL) leaves a readable file holding every row up to its last flush. Snapshots,
-// arrays and attributes go to HDF5 at once and are likewise safe once the next flush() is
-// done: flush after each evaluation. (Files use the HDF5 1.8 object formats: the 1.10
-// superblock would mark a killed writer's file unopenable without h5clear; see h5io.cpp.)
+//   /option_changes/<n>     one group per option changed on --resume: attributes step,
+//                           option, from, to (the root attribute holds the current value)
+//
+// Crash safety: a writable log lives in memory (h5io.h: MemoryFile); flush() writes the
+// whole file to <path>.tmp and renames it over <path> (atomic_file.h). The file on disk is
+// therefore always exactly the log as of some flush: a process killed at any moment (even
+// by SIGKILL, even mid-write) or a full disk leaves the previous flush intact, never a
+// half-written file, a phantom row or a file HDF5 cannot open. Readers (h5py with its
+// default file locking too) can open the log at any time: the writer holds no lock on the
+// file on disk. Rows, snapshots, arrays and attributes reach the disk at the next flush().
+// (Files use the HDF5 1.8 object formats: checksummed metadata, readable by HDF5 1.8.)
 #pragma once
 #include <cstdint>
 #include <map>
@@ -66,10 +71,13 @@ class RunLog {
     std::optional<int64_t> last_step_;
   };
 
-  // A new log at `path` (parent directories created). An existing file is an InputError
-  // and is left untouched unless `overwrite`.
+  // A new log at `path` (parent directories created), written to disk at its first flush()
+  // or close(). An existing file is an InputError and is left untouched unless `overwrite`
+  // (also when it appears before that first write); IoError when the disk refuses (and
+  // then no file is left behind).
   static RunLog create(const std::string& path, bool overwrite = false);
-  // An existing log, for a resumed run; InputError if missing or not a run log.
+  // An existing log, for a resumed run, read into memory; InputError if missing or not a
+  // run log.
   static RunLog open_append(const std::string& path);
   // Read-only access (tools, tests); works while a training still has the log open.
   static RunLog open_read(const std::string& path);
@@ -111,8 +119,18 @@ class RunLog {
   // truncate_after on every table and every snapshot series in the file.
   void truncate_all_after(int64_t step);
 
+  // --- options changed by a resumed run, in the order they were changed
+  struct OptionChange {
+    int64_t step = 0;  // the step the resumed run continued from
+    std::string option, from, to;
+  };
+  // Appends /option_changes/<n> and sets the option's root attribute to the new value.
+  void record_option_change(const OptionChange& change);
+  std::vector<OptionChange> option_changes() const;
+
   // --- /final summary scalars
   void set_final(const std::string& name, double value);
+  void clear_final();  // removes /final (a finished run that is being extended)
   std::map<std::string, double> finals() const;
 
   // --- arrays
@@ -131,13 +149,17 @@ class RunLog {
                    const std::vector<double>& data);
   LoggedArray read_array(const std::string& path) const;
 
-  // Writes buffered rows and makes the file on disk consistent (H5Fflush).
+  // Writes buffered rows and replaces the file on disk with the log as it stands. IoError
+  // naming the file and the cause when the disk refuses (the file on disk then still holds
+  // the previous flush, and this log in memory everything; a later flush may succeed).
   void flush();
-  // flush() and close the file; further calls other than close() are errors.
+  // flush() (with fsync) and close the log; further calls other than close() are errors.
   void close();
 
  private:
-  RunLog(std::string path, h5::Handle file, bool writable);
+  RunLog(std::string path, h5::Handle file);       // read-only, on disk
+  RunLog(std::string path, h5::MemoryFile mem, bool exists);  // writable, in memory
+  void write_image(bool durable);
   void set_int_attr(const std::string& name, int64_t value);
   void require_writable(const char* op) const;
   hid_t file() const;
@@ -150,8 +172,11 @@ class RunLog {
                         const std::vector<T>& data);
 
   std::string path_;
-  h5::Handle file_;
+  h5::Handle file_;      // a read-only log
+  h5::MemoryFile mem_;   // a writable log, written whole to path_ at each flush
   bool writable_ = false;
+  bool written_ = false;                 // path_ holds this log (an earlier write, or opened from it)
+  bool replace_on_first_write_ = false;  // create(..., overwrite)
   std::map<std::string, std::unique_ptr<Table>> tables_;  // unique_ptr: references stay valid
 };
 

@@ -12,6 +12,11 @@ namespace mtalab {
 double lambda_init(int layer) { return 0.8 - 0.6 * std::exp(-0.3 * layer); }
 
 Attention::Attention(const AttentionConfig& c) : cfg_(c), init_gen_(c.seed) {
+  if (c.impl != "auto" && c.impl != "fused" && c.impl != "maps")
+    throw InputError("option --attn.impl='" + c.impl + "' (expected auto, fused or maps)");
+  if (c.impl == "fused" && c.dropout > 0)
+    throw InputError("option --attn.impl=fused cannot apply --model.dropout=" + std::to_string(c.dropout) +
+                     " to attention probabilities (the fused kernel keeps no maps); use --attn.impl=auto or maps");
   if (c.n_heads < 1 || c.d_model % c.n_heads)
     throw InputError("attention: d_model=" + std::to_string(c.d_model) + " is not divisible by n_heads=" +
                      std::to_string(c.n_heads));
@@ -48,6 +53,19 @@ Tensor Attention::attn_dropout(const Tensor& p, Generator& g) { return dropout(p
 
 void Attention::keep_maps(const Tensor& p) {
   if (record_maps) last_maps = p.detach();
+}
+
+bool Attention::use_fused() const {
+  if (cfg_.impl == "maps" || record_maps) return false;
+  return cfg_.dropout == 0.0 || !training();
+}
+
+Tensor Attention::attend(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m,
+                         Generator& g) {
+  if (use_fused()) return fused_attention(q, k, v, scale, m);
+  Tensor p = attention_probs(q, k, scale, m);
+  keep_maps(p);
+  return matmul(attn_dropout(p, g), v);
 }
 
 // ---- registry -------------------------------------------------------------------

@@ -31,6 +31,7 @@ struct AttentionConfig {
   int layer = 0;  // 0-based
   int n_layers = 1;
   double dropout = 0.0;  // on attention probabilities
+  std::string impl = "auto";  // auto | fused | maps (--attn.impl)
   double init_std = 0.0; // 0: d_model^-0.5
   DType dtype = DType::f32;
   uint64_t seed = 0;     // parameter initialisation stream for this layer
@@ -49,6 +50,11 @@ class Attention : public Module {
   // Names (relative to this module) of the learned kernels worth snapshotting in logs.
   virtual std::vector<std::string> kernel_names() const { return {}; }
 
+  // Whether this forward uses the fused kernel (no [T, T] maps): --attn.impl=fused or
+  // auto, unless something needs the maps (record_maps for the run log's snapshot, or
+  // dropout on the probabilities, which the fused kernel does not apply).
+  bool use_fused() const;
+
   // When set, forward keeps its final attention probabilities [B, H, T, T] here.
   bool record_maps = false;
   Tensor last_maps;
@@ -66,6 +72,9 @@ class Attention : public Module {
   Tensor output(const Tensor& heads);  // merge heads, then wo
   Tensor attn_dropout(const Tensor& p, Generator& g);
   void keep_maps(const Tensor& p);
+  // Causal attention of q, k, v [B, H, T, Dh] with optional MTA components, fused or
+  // through the maps (then kept when record_maps, and dropped out): [B, H, T, Dh].
+  Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m, Generator& g);
 };
 
 using AttentionFactory = std::function<std::shared_ptr<Attention>(const AttentionConfig&, const OptionValues&)>;

@@ -38,12 +38,30 @@ class DiffAttention final : public Attention {
     Tensor q = rope.apply(split_heads(linear(x, wq_), H));  // [B, H, T, dh], RoPE per half
     Tensor k = rope.apply(split_heads(linear(x, wk_), H));
     Tensor v = split_heads(linear(x, wv_), Hd);             // [B, H', T, 2dh]
-    Tensor p = causal_softmax(mul(matmul(q, transpose(k, -1, -2)), 1.0 / std::sqrt((double)dh)));
-    Tensor pairs = reshape(p, {B, Hd, 2, T, T});
+    const double scale = 1.0 / std::sqrt((double)dh);
     Tensor lam = add(sub(exp(sum(mul(lq1_, lk1_))), exp(sum(mul(lq2_, lk2_)))), lambda_init_);
-    Tensor a = sub(reshape(slice(pairs, 2, 0, 1), {B, Hd, T, T}), mul(reshape(slice(pairs, 2, 1, 2), {B, Hd, T, T}), lam));
-    keep_maps(a);
-    Tensor o = rms_norm(matmul(attn_dropout(a, g), v), subln_, 1e-5);  // [B, Hd, T, 2dh]
+    Tensor av;
+    if (use_fused()) {
+      // A V = P1 V - lambda P2 V without the maps. The fused kernel's values have the
+      // queries' width dh, so each product is taken on the two dh-halves of v.
+      auto pair = [&](const Tensor& t, int64_t i) {
+        return reshape(slice(reshape(t, {B, Hd, 2, T, dh}), 2, i, i + 1), {B, Hd, T, dh});
+      };
+      const TensorList vh = split(v, {dh, dh}, -1);
+      auto pv = [&](int64_t i) {
+        return concat({fused_attention(pair(q, i), pair(k, i), contiguous(vh[0]), scale),
+                       fused_attention(pair(q, i), pair(k, i), contiguous(vh[1]), scale)},
+                      -1);
+      };
+      av = sub(pv(0), mul(pv(1), lam));
+    } else {
+      Tensor p = causal_softmax(mul(matmul(q, transpose(k, -1, -2)), scale));
+      Tensor pairs = reshape(p, {B, Hd, 2, T, T});
+      Tensor a = sub(reshape(slice(pairs, 2, 0, 1), {B, Hd, T, T}), mul(reshape(slice(pairs, 2, 1, 2), {B, Hd, T, T}), lam));
+      keep_maps(a);
+      av = matmul(attn_dropout(a, g), v);
+    }
+    Tensor o = rms_norm(av, subln_, 1e-5);  // [B, Hd, T, 2dh]
     return output(mul(o, 1.0 - lambda_init_));
   }
 

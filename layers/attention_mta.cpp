@@ -29,19 +29,30 @@ struct MtaOptions {
   std::string init = "identity";
 };
 
-// "all", "none", "every:K" (the K-th, 2K-th, … layers counting from 1, i.e. 0-based
-// l with (l+1) % K == 0), or a comma list of 0-based layers such as "2,6,10".
+// "all", "none", "every:K+R" (0-based layers R, R+K, R+2K, ...: l % K == R), "every:K"
+// (the K-th, 2K-th, ... layers counting from 1, i.e. every:K+(K-1)), or a comma list of
+// 0-based layers such as "2,6,10". The default, every:4+2, is the reference code's
+// placement (l % 4 == 2: layers 3, 7, 11, ... counting from 1, as in the paper's figures).
 bool layer_selected(const std::string& spec, int layer, int n_layers, const std::string& opt) {
   if (spec == "all") return true;
   if (spec == "none") return false;
   if (spec.rfind("every:", 0) == 0) {
-    int k = 0;
+    const std::string body = spec.substr(6);
+    const size_t plus = body.find('+');
+    int k = 0, r = -1;
+    size_t used_k = 0, used_r = 0;
     try {
-      k = std::stoi(spec.substr(6));
+      k = std::stoi(body.substr(0, plus), &used_k);
+      r = plus == std::string::npos ? k - 1 : std::stoi(body.substr(plus + 1), &used_r);
     } catch (...) {
+      k = 0;
     }
-    if (k < 1) throw InputError("option --" + opt + ": '" + spec + "' needs a positive K in every:K");
-    return (layer + 1) % k == 0;
+    const bool whole = used_k == body.substr(0, plus).size() &&
+                       (plus == std::string::npos || used_r == body.size() - plus - 1);
+    if (k < 1 || !whole || r < 0 || r >= k)
+      throw InputError("option --" + opt + ": '" + spec +
+                       "' is not every:K or every:K+R (expected a positive K and 0 <= R < K, e.g. every:4+2)");
+    return layer % k == r;
   }
   std::stringstream ss(spec);
   std::string item;
@@ -55,7 +66,7 @@ bool layer_selected(const std::string& spec, int layer, int n_layers, const std:
     }
     if (l < 0 || pos != item.size() || l >= n_layers)
       throw InputError("option --" + opt + ": '" + item + "' is not a layer index in [0, " +
-                       std::to_string(n_layers) + ") (expected all, none, every:K or a list like 0,2)");
+                       std::to_string(n_layers) + ") (expected all, none, every:K+R, every:K or a list like 0,2)");
     hit |= l == layer;
   }
   return hit;
@@ -92,14 +103,10 @@ class MtaAttention final : public Attention {
   Tensor forward(const Tensor& x, const Rope& rope, Generator& g) override {
     Tensor q, k, v;
     project_qkv(x, rope, q, k, v);
-    Tensor s = mul(matmul(q, transpose(k, -1, -2)), 1.0 / std::sqrt((double)cfg_.head_dim()));
-    if (kq_pre_.defined()) s = kq_conv(s, kq_pre_, o_.pad);
-    if (mix_pre_.defined()) s = head_mix(s, mix_pre_);
-    Tensor p = causal_softmax(s);
-    if (kq_post_.defined()) p = kq_conv(p, kq_post_, o_.pad);
-    if (mix_post_.defined()) p = head_mix(p, mix_post_);
-    keep_maps(p);
-    Tensor o = matmul(attn_dropout(p, g), v);  // [B, H, T, Dh]
+    // The paper's order: scores -> kq-conv pre -> head-mix pre -> causal softmax ->
+    // kq-conv post -> head-mix post -> .V, fused (no [T, T] maps) or through the map ops.
+    const MtaMaps maps{kq_pre_, mix_pre_, kq_post_, mix_post_, o_.pad};
+    Tensor o = attend(q, k, v, 1.0 / std::sqrt((double)cfg_.head_dim()), maps, g);  // [B, H, T, Dh]
     if (subln_.defined()) {
       o = rms_norm(o, subln_, 1e-5);
       if (scale_ != 1.0) o = mul(o, scale_);
@@ -156,7 +163,7 @@ MtaOptions read_mta(const OptionValues& v) {
 }  // namespace
 
 // Defaults: the paper's language-model setting (§4.2): 6×11 kq-conv before and after
-// softmax in every 4th layer, head mixing before and after softmax over all heads in
+// softmax in every 4th layer (0-based 2, 6, 10, ..., as the reference code places it), head mixing before and after softmax over all heads in
 // every layer, group norm with scalar gating. The toy setting (§4.1) is
 // --mta.kq_layers=all --mta.cq=2 --mta.ck=9 --mta.head_mix_pre=false --mta.head_mix_post=false
 // --mta.group_norm=false --mta.gate=false.
@@ -170,8 +177,9 @@ MTALAB_REGISTER_ATTENTION(
         OptionSpec::Int("cq_post", 6, "post-softmax kernel size over queries", 1, 256),
         OptionSpec::Int("ck_post", 11, "post-softmax kernel size over keys", 1, 1025),
         OptionSpec::String("pad", "both", "key padding: both sides, left (past keys) or right", {"both", "left", "right"}),
-        OptionSpec::String("kq_layers", "every:4",
-                           "layers with kq-conv: all, none, every:K (K-th, 2K-th, ... counting from 1) or 0-based list 2,6,10"),
+        OptionSpec::String("kq_layers", "every:4+2",
+                           "layers with kq-conv: all, none, every:K+R (0-based R, R+K, R+2K, ...; every:4+2 is the "
+                           "paper's 2, 6, 10, ...), every:K (K-th, 2K-th, ... counting from 1) or a 0-based list 2,6,10"),
         OptionSpec::Bool("head_mix_pre", true, "mix heads' scores before softmax"),
         OptionSpec::Bool("head_mix_post", true, "mix heads' probabilities after softmax"),
         OptionSpec::Int("ch", 0, "heads per mixing group (0: all heads)", 0, 4096),

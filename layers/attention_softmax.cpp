@@ -12,10 +12,7 @@ class SoftmaxAttention final : public Attention {
   Tensor forward(const Tensor& x, const Rope& rope, Generator& g) override {
     Tensor q, k, v;
     project_qkv(x, rope, q, k, v);
-    Tensor s = mul(matmul(q, transpose(k, -1, -2)), 1.0 / std::sqrt((double)cfg_.head_dim()));
-    Tensor p = causal_softmax(s);
-    keep_maps(p);
-    return output(matmul(attn_dropout(p, g), v));
+    return output(attend(q, k, v, 1.0 / std::sqrt((double)cfg_.head_dim()), {}, g));
   }
 };
 

@@ -98,7 +98,12 @@ std::string OptionSpec::type_name() const {
 }
 
 void OptionSpec::validate(const std::string& v, const std::string& q) const {
-  auto range = [&] { return "[" + fmt(min) + ", " + fmt(max) + "]"; };
+  // Integer options print their range as integers: [1, 1099511627776], not 1.09951e+12.
+  auto range = [&] {
+    if (type == OptionType::Int)
+      return "[" + std::to_string((long long)min) + ", " + std::to_string((long long)max) + "]";
+    return "[" + fmt(min) + ", " + fmt(max) + "]";
+  };
   switch (type) {
     case OptionType::Int: {
       int64_t x;

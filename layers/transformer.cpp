@@ -37,6 +37,7 @@ Block::Block(const ModelConfig& c, int layer) : dropout_(c.dropout) {
   ac.layer = layer;
   ac.n_layers = (int)c.n_layers;
   ac.dropout = c.dropout;
+  ac.impl = c.attn_impl;
   ac.init_std = c.init_std;
   ac.dtype = c.dtype;
   ac.seed = g.next_u64();

@@ -27,6 +27,7 @@ struct ModelConfig {
   DType dtype = DType::f32;
   uint64_t seed = 0;
   std::string attention = "softmax";
+  std::string attn_impl = "auto";  // auto | fused | maps
   OptionValues attention_options;  // the variant's own options
 
   int64_t ffn_hidden_size() const;

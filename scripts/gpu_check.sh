@@ -40,4 +40,13 @@ done
 "$BIN" report "$OUT"/*/run.h5
 echo "== kernel families vs cuBLAS / cuDNN"
 "$BUILD_DIR/bench_cuda" --repeats 20
+echo "== fused attention vs the map ops on the GPU: a training step, d=256, 4 layers, 4 heads, 16384 tokens"
+for T in 1024 2048 4096 8192; do
+  for att in softmax mta; do
+    for impl in fused maps; do
+      timeout 60 "$BUILD_DIR/bench_attention" --device cuda --attention $att --impl $impl --seq $T --tokens 16384 \
+        --steps 3 || echo "RESULT $att $impl T=$T failed or timed out (exit $?)"
+    done
+  done
+done
 echo "== done: $LOG"

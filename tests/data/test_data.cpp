@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "autograd/errors.h"
@@ -141,6 +142,19 @@ TEST_CASE("corpus: a second file is the validation split") {
   CHECK(c.val == va);
 }
 
+namespace {
+std::string read_bytes_error(const std::string& path) {
+  try {
+    read_bytes(path);
+  } catch (const InputError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("not an InputError: ") + e.what();
+  }
+  return "<no error>";
+}
+}  // namespace
+
 TEST_CASE("corpus: bad input throws InputError naming the value") {
   TempDir t;
   ByteCorpusConfig cfg;
@@ -152,6 +166,14 @@ TEST_CASE("corpus: bad input throws InputError naming the value") {
 
   cfg.path = t.dir.string();
   CHECK(contains(input_error([&] { load_byte_corpus(cfg); }), "not a regular file"));
+
+  // Files the system refuses to read are InputErrors with its reason, never an exception
+  // from deep inside a stream (which used to abort the program); a FIFO must not block.
+  CHECK(read_bytes_error("/proc/self/mem") == "data file '/proc/self/mem' cannot be read: Input/output error");
+  CHECK(contains(read_bytes_error("/dev/zero"), "'/dev/zero' is not a regular file"));
+  const std::string fifo = (t.dir / "fifo").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK(contains(read_bytes_error(fifo), "is not a regular file"));
 
   cfg.path = t.write("empty.txt", {});
   CHECK(contains(input_error([&] { load_byte_corpus(cfg); }), "empty.txt' is empty"));

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "autograd/errors.h"
+#include "experiments/atomic_file.h"
 #include "experiments/checkpoint_file.h"
 #include "experiments/run_log.h"
 #include "test_util.h"
@@ -26,6 +27,17 @@ namespace {
 struct TempDir : testing::TempDir {
   TempDir() : testing::TempDir("h5ckpt") {}
 };
+
+// The message of the IoError f throws, or "<no IoError>".
+template <class F>
+std::string io_error(F&& f) {
+  try {
+    f();
+  } catch (const IoError& e) {
+    return e.what();
+  }
+  return "<no IoError>";
+}
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
@@ -155,8 +167,10 @@ TEST_CASE("checkpoint: a failed save leaves the previous checkpoint intact") {
 
   // The temporary file cannot be created (a directory sits at its path; root ignores modes).
   fs::create_directories(path + ".tmp/keep");
-  const std::string msg = input_error([&] { save_checkpoint(path, sample(2)); });
+  const std::string msg = io_error([&] { save_checkpoint(path, sample(2)); });
   CHECK(msg.find("cannot save checkpoint " + path) != std::string::npos);
+  CHECK(msg.find("Is a directory") != std::string::npos);
+  CHECK(msg.find("the previous checkpoint is intact") != std::string::npos);
   CHECK(bytes_of(path) == before);
   CHECK(fs::exists(path + ".tmp/keep"));  // not ours: left alone
   fs::remove_all(path + ".tmp");
@@ -176,7 +190,8 @@ TEST_CASE("checkpoint: a failed save leaves the previous checkpoint intact") {
   CHECK(!fs::exists(path + ".tmp"));
 
   const std::string nowhere = dir / "no/such/dir/ckpt.h5";
-  CHECK(input_error([&] { save_checkpoint(nowhere, sample(4)); }).find(nowhere) != std::string::npos);
+  CHECK(io_error([&] { save_checkpoint(nowhere, sample(4)); }).find("No such file or directory") != std::string::npos);
+  CHECK(io_error([&] { save_checkpoint(nowhere, sample(4)); }).find(nowhere) != std::string::npos);
   check_same(sample(1), load_checkpoint(path));
 }
 
@@ -236,6 +251,24 @@ TEST_CASE("checkpoint: missing or corrupt or truncated or foreign files are Inpu
   msg = input_error([&] { load_checkpoint(future); });
   CHECK(msg.find(future) != std::string::npos);
   CHECK(msg.find("format version 2; expected an mtalab checkpoint (format version 1)") != std::string::npos);
+
+  // A state value edited after the save (a step count, by hand or by a bug) no longer
+  // matches the digest, though HDF5 itself finds nothing wrong with the file.
+  const std::string edited = dir / "edited.h5";
+  save_checkpoint(edited, sample(6));
+  {
+    hid_t f = H5Fopen(edited.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gopen2(f, "state", H5P_DEFAULT);
+    hid_t a = H5Aopen(g, "step", H5P_DEFAULT);
+    int64_t one = 1;
+    REQUIRE(H5Awrite(a, H5T_NATIVE_INT64, &one) >= 0);
+    H5Aclose(a);
+    H5Gclose(g);
+    H5Fclose(f);
+  }
+  msg = input_error([&] { load_checkpoint(edited); });
+  CAPTURE(msg);
+  CHECK(msg.find(edited + ": the checkpoint's contents do not match its digest") != std::string::npos);
 
   // A tensor of integers is not something save_checkpoint writes.
   const std::string ints = dir / "ints.h5";

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "experiments/checkpoint_file.h"
 #include "experiments/config.h"
 #include "experiments/optimizer.h"
 #include "experiments/run_log.h"
@@ -79,24 +80,90 @@ class NanAttention final : public Attention {
 MTALAB_REGISTER_ATTENTION(test_nan, "test only: NaN output from the 4th call", {},
                           [](const AttentionConfig& c, const OptionValues&) { return std::make_shared<NanAttention>(c); });
 
+// A variant whose (unused) parameter becomes +inf during its 3rd forward call: the loss and
+// gradients stay finite, only the weights are no longer.
+class InfWeightAttention final : public Attention {
+ public:
+  explicit InfWeightAttention(const AttentionConfig& c) : Attention(c) {
+    spare_ = register_parameter("spare", zeros({2}, {c.dtype}));
+  }
+  Tensor forward(const Tensor& x, const Rope& rope, Generator&) override {
+    Tensor q, k, v;
+    project_qkv(x, rope, q, k, v);
+    if (++calls_ == 3) {
+      NoGradGuard ng;
+      copy_(spare_, full(spare_.shape(), INFINITY, spare_.options()));
+    }
+    return output(matmul(causal_softmax(matmul(q, transpose(k, -1, -2))), v));
+  }
+
+ private:
+  Tensor spare_;
+  int calls_ = 0;
+};
+MTALAB_REGISTER_ATTENTION(test_inf, "test only: a parameter becomes inf at the 3rd call", {},
+                          [](const AttentionConfig& c, const OptionValues&) {
+                            return std::make_shared<InfWeightAttention>(c);
+                          });
+
 }  // namespace
 
-TEST_CASE("training: a diverging run stops naming the step and parameter, after writing the log and a checkpoint") {
+TEST_CASE("training: a diverging run names the step and parameter, and never replaces the last good checkpoint") {
   const std::string dir = temp_dir("diverge");
   RunRequest r = text_run(dir, 20, "test_nan");
   r.config.model.n_layers = 1;
   r.config.model.dropout = 0;
+  r.config.checkpoint_every = 2;  // a good checkpoint at step 2; NaN comes at step 4
   std::string msg;
   try {
     train(r);
   } catch (const DivergedError& e) {
     msg = e.what();
   }
+  CAPTURE(msg);
   CHECK(msg.find("training diverged at step 4: loss nan") != std::string::npos);
   CHECK(msg.find("first parameter with a non-finite gradient: tok_embeddings.weight") != std::string::npos);
+  CHECK(msg.find("checkpoint.h5 still holds step 2, the last good state") != std::string::npos);
   RunLog log = RunLog::open_read(run_log_path(r.config.out_dir));
   CHECK(log.steps("train") == std::vector<int64_t>{1, 2, 3});
-  CHECK(fs::exists(checkpoint_path(r.config.out_dir)));
+  CHECK(log.attr_string("status") == "diverged");
+  CHECK(log.attr_int("diverged_step") == 4);
+  CHECK(load_checkpoint(checkpoint_path(r.config.out_dir)).ints.at("step") == 2);
+  const CheckpointData failing = load_checkpoint(r.config.out_dir + "/checkpoint_diverged.h5");
+  CHECK(failing.ints.at("diverged_step") == 4);
+  CHECK(failing.ints.at("step") == 3);
+
+  // Diverged before any checkpoint: none is invented, and the message says so.
+  const std::string early_dir = temp_dir("diverge_early");
+  RunRequest early = text_run(early_dir, 20, "test_nan");
+  early.config.model.n_layers = 1;
+  try {
+    train(early);
+  } catch (const DivergedError& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("no checkpoint was written before it diverged") != std::string::npos);
+  CHECK_FALSE(fs::exists(checkpoint_path(early.config.out_dir)));
+  fs::remove_all(dir);
+  fs::remove_all(early_dir);
+}
+
+TEST_CASE("training: weights that became non-finite are a divergence, not the next checkpoint") {
+  const std::string dir = temp_dir("inf_weights");
+  RunRequest r = text_run(dir, 20, "test_inf");
+  r.config.model.n_layers = 1;
+  r.config.checkpoint_every = 2;
+  std::string msg;
+  try {
+    train(r);
+  } catch (const DivergedError& e) {
+    msg = e.what();
+  }
+  CAPTURE(msg);
+  CHECK(msg.find("training diverged at step 4: the parameters became non-finite (first: layers.0.attention.spare)") !=
+        std::string::npos);
+  CHECK(load_checkpoint(checkpoint_path(r.config.out_dir)).ints.at("step") == 2);
+  CHECK(RunLog::open_read(run_log_path(r.config.out_dir)).attr_string("status") == "diverged");
   fs::remove_all(dir);
 }
 
@@ -142,6 +209,7 @@ TEST_CASE("training: the loss falls on a small corpus, and the run log holds row
   auto loss = log.column("train", "loss");
   REQUIRE(loss.size() == 30);
   CHECK(loss.back() < 0.6 * loss.front());
+  CHECK(s.evaluated);
   CHECK(s.eval_loss < 2.5);
   CHECK(log.steps("eval") == std::vector<int64_t>{5, 10, 15, 20, 25, 30});
   CHECK(log.snapshot_steps("kernels", "layers.0.attention.kq_kernel").size() == 6);
@@ -183,6 +251,49 @@ TEST_CASE("training: the same options and seed give the same loss curve") {
         RunLog::open_read(b + "/run/run.h5").column("train", "loss"));
   fs::remove_all(a);
   fs::remove_all(b);
+}
+
+TEST_CASE("training: a model trained with --attn.impl fused and maps follows the same loss curve") {
+  for (const std::string attention : {"softmax", "mta", "diff"}) {
+    CAPTURE(attention);
+    std::vector<std::vector<double>> curves;
+    for (const std::string impl : {"fused", "maps"}) {
+      const std::string dir = temp_dir("impl_" + attention + "_" + impl);
+      OptionValues v(train_option_specs(), "");
+      v.set("model.attention", attention);
+      v.set("model.d_model", "32");
+      v.set("model.n_layers", "2");
+      v.set("model.n_heads", "4");
+      v.set("data.task", "text");
+      v.set("data.path", write_corpus(dir));
+      v.set("data.seq_len", "48");
+      v.set("train.steps", "20");
+      v.set("train.batch_size", "4");
+      v.set("train.lr", "3e-3");
+      v.set("train.eval_every", "10");
+      v.set("train.eval_max_batches", "2");
+      v.set("train.log_every", "1");
+      v.set("attn.impl", impl);
+      v.set("run.out", dir + "/run");
+      OptionValues a = AttentionRegistry::options_for(attention);
+      if (attention == "mta") a.set("kq_layers", "all");  // every component in every layer
+      RunRequest r;
+      r.config = make_train_config(v, a);
+      r.options = v.resolved();
+      r.quiet = true;
+      train(r);
+      curves.push_back(RunLog::open_read(dir + "/run/run.h5").column("train", "loss"));
+      fs::remove_all(dir);
+    }
+    REQUIRE(curves[0].size() == 20);
+    REQUIRE(curves[1].size() == 20);
+    double worst = 0;
+    for (size_t i = 0; i < curves[0].size(); ++i)
+      worst = std::max(worst, std::abs(curves[0][i] - curves[1][i]) / std::abs(curves[1][i]));
+    MESSAGE(attention << ": largest relative loss difference, fused vs maps, over 20 steps: " << worst);
+    CHECK(worst < 1e-5);  // float32 rounding of two summation orders, grown over 20 Adam steps
+    CHECK(curves[0].back() < curves[0].front());
+  }
 }
 
 TEST_CASE("optimizer: schedules, clipping and AdamW against hand computation") {

@@ -100,6 +100,20 @@ TEST_CASE("variants: kq-conv placement follows kq_layers") {
   CHECK_FALSE(has_kernel("every:2", 0));
   CHECK(has_kernel("0,2", 2));
   CHECK_FALSE(has_kernel("0,2", 1));
+  CHECK(has_kernel("every:3+1", 1));
+  CHECK_FALSE(has_kernel("every:3+1", 2));
+  CHECK_THROWS_WITH_AS(make("mta", tiny(), {{"kq_layers", "every:4+4"}}), doctest::Contains("0 <= R < K"), InputError);
+  CHECK_THROWS_WITH_AS(make("mta", tiny(), {{"kq_layers", "every:4+x"}}), doctest::Contains("every:K+R"), InputError);
+  // The default is the reference code's placement, 0-based l % 4 == 2: layers 2, 6, 10
+  // (3, 7, 11 counting from 1, as in the paper's figures).
+  std::vector<int> defaults;
+  for (int layer = 0; layer < 12; ++layer) {
+    AttentionConfig c = tiny(layer);
+    c.n_layers = 12;
+    for (auto& [n, t] : make("mta", c)->named_parameters())
+      if (n == "kq_kernel") defaults.push_back(layer);
+  }
+  CHECK(defaults == std::vector<int>{2, 6, 10});
   auto a = make("mta", tiny());
   std::vector<std::string> names;
   for (auto& [n, t] : a->named_parameters()) names.push_back(n + shape_str(t.shape()));
