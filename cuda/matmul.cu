@@ -42,24 +42,6 @@ cublasHandle_t handle(int device) {
   return handles[device];
 }
 
-struct MatLayout {
-  bool trans;  // column-major in row-major terms (a transposed view)
-  int64_t ld;
-};
-// As the CPU kernel: false when the last two dims are neither row- nor column-major.
-bool blas_layout(const Tensor& t, MatLayout& l) {
-  const int64_t r = t.size(-2), c = t.size(-1), sr = t.strides()[t.dim() - 2], sc = t.strides()[t.dim() - 1];
-  if ((sc == 1 || c == 1) && sr >= std::max<int64_t>(c, 1)) {
-    l = {false, std::max<int64_t>(sr, 1)};
-    return true;
-  }
-  if ((sr == 1 || r == 1) && sc >= std::max<int64_t>(r, 1)) {
-    l = {true, std::max<int64_t>(sc, 1)};
-    return true;
-  }
-  return false;
-}
-
 template <typename T>
 cublasStatus_t gemm_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                             const T* A, int lda, long long sa, const T* B, int ldb, long long sb, T* C, int ldc,
@@ -77,7 +59,7 @@ int as_int(int64_t v, const char* what) {
 
 template <typename T>
 void matmul_typed(Tensor a, Tensor b, const Tensor& out) {
-  MatLayout la, lb;
+  MatLayout la{}, lb{};
   if (!blas_layout(a, la)) {
     a = a.contiguous();
     blas_layout(a, la);

@@ -10,24 +10,6 @@
 namespace mtalab::cpu {
 namespace {
 
-struct MatLayout {
-  bool trans;
-  int64_t ld;
-};
-// nullopt-free: returns false when BLAS cannot take this layout directly.
-bool blas_layout(const Tensor& t, MatLayout& l) {
-  const int64_t r = t.size(-2), c = t.size(-1), sr = t.strides()[t.dim() - 2], sc = t.strides()[t.dim() - 1];
-  if ((sc == 1 || c == 1) && sr >= std::max<int64_t>(c, 1)) {
-    l = {false, std::max<int64_t>(sr, 1)};
-    return true;
-  }
-  if ((sr == 1 || r == 1) && sc >= std::max<int64_t>(r, 1)) {
-    l = {true, std::max<int64_t>(sc, 1)};
-    return true;
-  }
-  return false;
-}
-
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb,
           T* c, int64_t ldc) {
@@ -40,7 +22,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* a, int64_t
 
 template <typename T>
 void matmul_typed(Tensor a, Tensor b, const Tensor& out) {
-  MatLayout la, lb;
+  MatLayout la{}, lb{};
   if (!blas_layout(a, la)) {
     a = a.contiguous();
     blas_layout(a, la);
