@@ -45,6 +45,47 @@ MTALAB_ALWAYS_INLINE void mix_row(const T* __restrict src, int64_t map, const T*
   }
 }
 
+constexpr int64_t kMixTile = 16;  // groups up to this size mix a column block in registers
+
+// dst_j[0, len) = sum_i w[i * is + j * js] * src_i[0, len) for every j < ch, src_i and dst_j
+// `map` elements apart: each block of columns of the ch inputs is loaded once for all ch
+// outputs (a row at a time would read every input ch times). Sums in i order.
+template <typename T>
+MTALAB_ALWAYS_INLINE void mix_all(const T* __restrict src, int64_t map, const T* w, int64_t is, int64_t js, int64_t ch,
+                                  T* __restrict dst, int64_t len) {
+  if (ch > kMixTile) {
+    for (int64_t j = 0; j < ch; ++j) mix_row(src, map, w + j * js, is, ch, dst + j * map, len);
+    return;
+  }
+  typedef T V __attribute__((vector_size(32)));
+  constexpr int64_t L = 32 / sizeof(T);
+  T wt[kMixTile * kMixTile];
+  for (int64_t i = 0; i < ch; ++i)
+    for (int64_t j = 0; j < ch; ++j) wt[i * ch + j] = w[i * is + j * js];
+  int64_t k = 0;
+  for (; k + L <= len; k += L) {
+    V x[kMixTile];
+    for (int64_t i = 0; i < ch; ++i) std::memcpy(&x[i], src + i * map + k, sizeof(V));
+    for (int64_t j = 0; j < ch; ++j) {
+      V acc = wt[j] * x[0];
+      for (int64_t i = 1; i < ch; ++i) acc += wt[i * ch + j] * x[i];
+      std::memcpy(dst + j * map + k, &acc, sizeof(V));
+    }
+  }
+  for (; k < len; ++k)
+    for (int64_t j = 0; j < ch; ++j) {
+      T acc = wt[j] * src[k];
+      for (int64_t i = 1; i < ch; ++i) acc += wt[i * ch + j] * src[i * map + k];
+      dst[j * map + k] = acc;
+    }
+}
+
+// acc[i * ch + j] += sum_{k < len} x_i[k] g_j[k] for all i, j < ch (maps `map` apart): each
+// column block of the 2 ch rows is loaded once. Lane sums in a fixed tree, added in double.
+template <typename T>
+MTALAB_ALWAYS_INLINE void dots_all(const T* __restrict x, const T* __restrict g, int64_t map, int64_t ch, int64_t len,
+                                   double* acc);
+
 // sum_{k < len} a[k] * b[k], with four independent vector accumulators (fixed order).
 // The body assumes U == 4.
 template <typename T>
@@ -76,32 +117,59 @@ MTALAB_ALWAYS_INLINE T dot(const T* __restrict a, const T* __restrict b, int64_t
   return lanes[0] + tail;
 }
 
+template <typename T>
+MTALAB_ALWAYS_INLINE void dots_all(const T* __restrict x, const T* __restrict g, int64_t map, int64_t ch, int64_t len,
+                                   double* acc) {
+  if (ch > 8) {
+    for (int64_t i = 0; i < ch; ++i)
+      for (int64_t j = 0; j < ch; ++j) acc[i * ch + j] += dot(x + i * map, g + j * map, len);
+    return;
+  }
+  typedef T V __attribute__((vector_size(32)));
+  constexpr int64_t L = 32 / sizeof(T);
+  V A[64];
+  for (int64_t t = 0; t < ch * ch; ++t) A[t] = V{};
+  int64_t k = 0;
+  for (; k + L <= len; k += L) {
+    V xv[8], gv[8];
+    for (int64_t i = 0; i < ch; ++i) {
+      std::memcpy(&xv[i], x + i * map + k, sizeof(V));
+      std::memcpy(&gv[i], g + i * map + k, sizeof(V));
+    }
+    for (int64_t i = 0; i < ch; ++i)
+      for (int64_t j = 0; j < ch; ++j) A[i * ch + j] += xv[i] * gv[j];
+  }
+  for (int64_t i = 0; i < ch; ++i)
+    for (int64_t j = 0; j < ch; ++j) {
+      T lanes[L];
+      std::memcpy(lanes, &A[i * ch + j], sizeof(lanes));
+      for (int64_t w = L / 2; w > 0; w /= 2)
+        for (int64_t q = 0; q < w; ++q) lanes[q] += lanes[q + w];
+      T tail = 0;
+      for (int64_t kk = k; kk < len; ++kk) tail += x[i * map + kk] * g[j * map + kk];
+      acc[i * ch + j] += (double)(lanes[0] + tail);
+    }
+}
+
 // Rows [q0, q1) of one group: x and out point at the group's first map.
 template <typename T>
 MTALAB_ALWAYS_INLINE void fwd_rows_impl(const T* x, const T* M, T* out, int64_t n, int64_t map, int64_t ch, int64_t q0,
                                         int64_t q1) {
-  for (int64_t q = q0; q < q1; ++q)
-    for (int64_t j = 0; j < ch; ++j) {
-      T* o = out + j * map + q * n;
-      mix_row(x + q * n, map, M + j, ch, ch, o, q + 1);  // out_j = sum_i M[i,j] x_i
-      for (int64_t k = q + 1; k < n; ++k) o[k] = 0;
-    }
+  for (int64_t q = q0; q < q1; ++q) {
+    mix_all(x + q * n, map, M, ch, 1, ch, out + q * n, q + 1);  // out_j = sum_i M[i,j] x_i
+    for (int64_t j = 0; j < ch; ++j) std::fill(out + j * map + q * n + q + 1, out + j * map + q * n + n, T(0));
+  }
 }
 
 template <typename T>
 MTALAB_ALWAYS_INLINE void bwd_rows_impl(const T* x, const T* M, const T* go, T* gx, double* acc, int64_t n, int64_t map,
                                         int64_t ch, int64_t q0, int64_t q1) {
   for (int64_t q = q0; q < q1; ++q) {
-    if (gx)
-      for (int64_t i = 0; i < ch; ++i) {
-        T* o = gx + i * map + q * n;
-        mix_row(go + q * n, map, M + i * ch, 1, ch, o, q + 1);  // gx_i = sum_j M[i,j] gout_j
-        for (int64_t k = q + 1; k < n; ++k) o[k] = 0;
-      }
-    if (acc)
-      for (int64_t i = 0; i < ch; ++i)
-        for (int64_t j = 0; j < ch; ++j)  // gM[i,j] += <x_i, gout_j> over k <= q
-          acc[i * ch + j] += dot(x + i * map + q * n, go + j * map + q * n, q + 1);
+    if (gx) {
+      mix_all(go + q * n, map, M, 1, ch, ch, gx + q * n, q + 1);  // gx_i = sum_j M[i,j] gout_j
+      for (int64_t i = 0; i < ch; ++i) std::fill(gx + i * map + q * n + q + 1, gx + i * map + q * n + n, T(0));
+    }
+    if (acc) dots_all(x + q * n, go + q * n, map, ch, q + 1, acc);  // gM[i,j] += <x_i, gout_j> over k <= q
   }
 }
 
