@@ -56,14 +56,17 @@ int main(int argc, char** argv) {
   model.to(dev);
   NamedParams params = model.named_parameters();
   Optimizer opt(params, OptimizerConfig{});
-  std::vector<int32_t> toks(B * T);
+  // A fixed pseudo-random byte sequence; each position predicts the next one (wrapping).
+  std::vector<int32_t> toks(B * T), next(B * T);
   for (size_t i = 0; i < toks.size(); ++i) toks[i] = (int32_t)((i * 7919 + i / 13) % 256);
+  for (size_t i = 0; i < toks.size(); ++i) next[i] = toks[i / T * T + (i % T + 1) % T];
   const Tensor input = from_vector<int32_t>(toks, {B, T}, {DType::i32, dev});
+  const Tensor target = from_vector<int32_t>(next, {B, T}, {DType::i32, dev});
   Generator g(0);
   double loss_v = 0;
   auto step = [&] {
     model.zero_grad();
-    Tensor loss = cross_entropy(model.forward(input, g), input);
+    Tensor loss = cross_entropy(model.forward(input, g), target);
     loss.backward();
     clip_grad_norm(params, 1.0);
     opt.step(1e-3);

@@ -134,13 +134,14 @@ def main():
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     idx = torch.arange(B * T)
     tok = ((idx * 7919 + idx // 13) % 256).reshape(B, T)
+    target = torch.roll(tok, -1, dims=1)  # each position predicts the next one (wrapping)
     loss_v = 0.0
 
     def step():
         nonlocal loss_v
         opt.zero_grad(set_to_none=True)
         logits = model(tok, cos, sin, causal)
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB), tok.reshape(-1))
+        loss = F.cross_entropy(logits.reshape(-1, VOCAB), target.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
