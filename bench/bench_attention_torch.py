@@ -126,6 +126,10 @@ def main():
     torch.manual_seed(0)
     B = max(1, tokens // T)
     model = Model(attention == "mta")
+    with torch.no_grad():  # mtalab's initialisation scale: N(0, d^-1/2) truncated at 3 std
+        for name, prm in model.named_parameters():
+            if prm.dim() == 2:
+                torch.nn.init.trunc_normal_(prm, std=D_MODEL ** -0.5, a=-3 * D_MODEL ** -0.5, b=3 * D_MODEL ** -0.5)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.0)
     dh = D_MODEL // N_HEADS
     inv = 10000.0 ** (-torch.arange(0, dh, 2, dtype=torch.float64) / dh)
