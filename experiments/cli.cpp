@@ -19,6 +19,7 @@
 #include "experiments/resume.h"
 #include "experiments/run_log.h"
 #include "experiments/stop_signal.h"
+#include "experiments/sweep.h"
 #include "experiments/train_data.h"
 #include "experiments/trainer.h"
 #include "layers/attention.h"
@@ -38,7 +39,8 @@ const char* kUsage =
     "commands:\n"
     "  train     train a model (find-the-block task or byte-level text); logs to <run.out>/run.h5\n"
     "  eval      evaluate a checkpoint on the run's task or a text file\n"
-    "  report    print a results table from run logs (run.h5 files)\n"
+    "  sweep     run an ablation file: a grid of options x seeds, N runs at once, resumable\n"
+    "  report    results table from run logs, run directories or sweeps: seeds grouped, mean ± std\n"
     "  variants  list attention variants with their options and defaults\n\n"
     "`mtalab <command> --help` lists a command's options. Options come from the command line and\n"
     "from INI files (--config FILE; [section] key=value becomes --section.key); the command line wins.\n";
@@ -328,14 +330,39 @@ int cmd_variants() {
 }
 
 int cmd_report(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::cout << "usage: mtalab report RUN.h5|RUN_DIR [...]\n  one row per run: variant, parameters, steps, "
-                 "losses and metric, wall time, status\n  (finished, diverged at N, interrupted at N, running, "
-                 "unreadable: why); exit 2 if any input is unreadable\n";
-    return argc < 2 ? 2 : 0;
+  po::options_description flags("report");
+  flags.add_options()("help,h", "show this help")("per-seed", "each run's row under its configuration's")(
+      "baseline", po::value<std::string>(), "a configuration's name: add the metric's and eval loss's differences to it")(
+      "format", po::value<std::string>()->default_value("text"), "text, csv or markdown");
+  po::options_description hidden;
+  hidden.add_options()("input", po::value<std::vector<std::string>>());
+  po::options_description all;
+  all.add(flags).add(hidden);
+  po::positional_options_description pos;
+  pos.add("input", -1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(all).positional(pos).style(style()).run(), vm);
+  po::notify(vm);
+  if (vm.count("help") || !vm.count("input")) {
+    std::cout << "usage: mtalab report RUN.h5|RUN_DIR|SWEEP_DIR [...] [--per-seed] [--baseline NAME] [--format F]\n"
+                 "  one row per configuration (runs differing only in their seed are one; a sweep's runs are\n"
+                 "  grouped by its configurations): mean ± std over finished runs of the losses and the metric,\n"
+                 "  n (finished/all), parameters, steps, tokens seen, tokens/s, wall time, peak memory and a\n"
+                 "  status (finished, diverged at N, interrupted at N, running, unreadable: why); exit 2 if an\n"
+                 "  input is unreadable\n\n"
+              << flags;
+    return vm.count("help") ? 0 : 2;
   }
-  std::vector<std::string> paths(argv + 1, argv + argc);
-  Report r = format_report(paths);
+  ReportOptions o;
+  const std::string f = vm["format"].as<std::string>();
+  if (f == "text") o.format = ReportOptions::Format::text;
+  else if (f == "csv") o.format = ReportOptions::Format::csv;
+  else if (f == "markdown" || f == "md") o.format = ReportOptions::Format::markdown;
+  else throw InputError("--format '" + printable(f) + "'; expected text, csv or markdown");
+  o.per_seed = vm.count("per-seed") > 0;
+  if (vm.count("baseline")) o.baseline = vm["baseline"].as<std::string>();
+  const auto paths = vm["input"].as<std::vector<std::string>>();
+  Report r = format_report(paths, o);
   std::cout << r.table << std::flush;
   if (r.unreadable > 0) {
     std::cerr << "mtalab: error: " << r.unreadable << " of " << paths.size()
@@ -343,6 +370,83 @@ int cmd_report(int argc, char** argv) {
     return 2;
   }
   return 0;
+}
+
+// One run of a sweep checked as `mtalab train` would check it; its options resolved.
+std::map<std::string, std::string> validate_sweep_run(const SweepRun& run) {
+  if (run.options.count("run.out"))
+    throw InputError("option run.out is set by the sweep (<sweep out>/<run name>); expected it left out");
+  std::vector<std::string> args{"train"};
+  for (const auto& [k, v] : run.options) {
+    args.push_back("--" + k);
+    args.push_back(v);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  po::options_description none;
+  CommandLine cl = parse((int)argv.size(), argv.data(), none);
+  const std::string chosen = cl.train.get_string("model.attention");
+  make_train_config(cl.train, cl.variants.at(chosen));
+  std::set<std::string> given;
+  for (auto& [k, v] : cl.given) given.insert(k);
+  check_options_take_effect(cl.train, cl.variants.at(chosen), given);
+  return resolved(cl);
+}
+
+std::string self_binary() {
+  std::error_code ec;
+  const auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) throw IoError("cannot find the mtalab executable (/proc/self/exe): " + ec.message());
+  return p.string();
+}
+
+int cmd_sweep(int argc, char** argv) {
+  po::options_description flags("sweep");
+  flags.add_options()("help,h", "show this help")("grid", po::value<std::vector<std::string>>()->composing(),
+                                                  "an axis option=v1,v2,... (or seeds=N), added to or replacing the file's")(
+      "sweep.out", po::value<std::string>(), "the sweep's directory (overrides the file's [sweep] out)")(
+      "jobs", po::value<int>()->default_value(1), "runs at once; the cores are split between them")(
+      "retry-failed", "run diverged and failed runs again (from scratch)")(
+      "dry-run", "list the runs and what relaunching would do; run nothing");
+  po::options_description all;
+  po::options_description declared = declared_options();
+  all.add(flags).add(declared);
+  po::positional_options_description pos;
+  pos.add("file", 1);
+  po::options_description hidden;
+  hidden.add_options()("file", po::value<std::string>());
+  all.add(hidden);
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(all).positional(pos).style(style()).run(), vm);
+  po::notify(vm);
+  if (vm.count("help") || !vm.count("file")) {
+    std::cout << "usage: mtalab sweep FILE.ini [--grid option=v1,v2 ...] [--jobs N] [options]\n\n"
+                 "Runs every combination of the file's [sweep] axes (and [configuration NAME] sets) x seeds,\n"
+                 "each in <out>/<run name>/, N at once; relaunching skips finished runs and resumes\n"
+                 "interrupted ones. Options given here (--train.steps 100) replace the file's base options.\n\n"
+              << flags << "\n"
+              << kExitCodes << "  (sweep: 3 when some run diverged, failed or was busy; the manifest says which)\n";
+    return vm.count("help") ? 0 : 2;
+  }
+  SweepRequest req;
+  req.spec = read_sweep_spec(vm["file"].as<std::string>());
+  for (const auto& opt : declared.options())
+    if (vm.count(opt->long_name())) req.spec.base[opt->long_name()] = vm[opt->long_name()].as<std::string>();
+  if (vm.count("grid"))
+    for (const auto& g : vm["grid"].as<std::vector<std::string>>()) set_sweep_axis(req.spec, g);
+  if (vm.count("sweep.out")) req.spec.out = vm["sweep.out"].as<std::string>();
+  if (req.spec.out.empty())
+    throw InputError("sweep '" + req.spec.file + "' has no out; expected [sweep] out = DIR or --sweep.out DIR");
+  VariantScope scope;
+  for (const auto* v : AttentionRegistry::list()) scope.variants.insert(v->name);
+  scope.default_variant = OptionValues(train_option_specs(), "").get_string("model.attention");
+  req.runs = expand_sweep(req.spec, scope);
+  req.jobs = vm["jobs"].as<int>();
+  req.retry_failed = vm.count("retry-failed") > 0;
+  req.dry_run = vm.count("dry-run") > 0;
+  req.binary = self_binary();
+  req.validate = validate_sweep_run;
+  return run_sweep(req).exit_code();
 }
 
 int fail(int code, const std::string& what) {
@@ -368,7 +472,8 @@ int mtalab_main(int argc, char** argv) {
     if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
     if (cmd == "report") return cmd_report(argc - 1, argv + 1);
     if (cmd == "variants") return cmd_variants();
-    std::cerr << "mtalab: error: unknown command '" << printable(cmd) << "' (expected train, eval, report or variants)\n";
+    if (cmd == "sweep") return cmd_sweep(argc - 1, argv + 1);
+    std::cerr << "mtalab: error: unknown command '" << printable(cmd) << "' (expected train, eval, sweep, report or variants)\n";
     return 2;
   } catch (const InputError& e) {
     return fail(2, e.what());

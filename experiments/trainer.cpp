@@ -1,5 +1,6 @@
 #include "experiments/trainer.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -394,7 +395,7 @@ class Training {
   void train_step() {
     const double lr = learning_rate(c_.schedule, step_);
     model_->zero_grad();
-    double loss_v = 0;
+    double loss_v = 0, step_tokens = 0;
     for (int64_t micro = 0; micro < c_.grad_accum; ++micro) {
       Batch b = data_->next(c_.batch_size);
       Tensor loss = cross_entropy(model_->forward(b.inputs, dropout_gen_), b.targets, b.mask);
@@ -402,7 +403,9 @@ class Training {
       loss.backward();
       loss_v += loss.item();
       window_tokens_ += (double)b.inputs.numel();
+      step_tokens += (double)b.inputs.numel();
     }
+    tokens_per_step_ = step_tokens;
     const double gnorm = clip_grad_norm(params_, c_.grad_clip);
     if (!std::isfinite(loss_v) || !std::isfinite(gnorm))
       diverge(step_ + 1, "training diverged at step " + std::to_string(step_ + 1) + ": loss " + std::to_string(loss_v) +
@@ -541,7 +544,28 @@ class Training {
     throw DivergedError(msg + "; " + good);
   }
 
+  // Tokens per step and the peak memory, for `report` (the peak is the largest of every
+  // session of the run: a resumed run keeps its earlier one).
+  void record_resources() {
+    if (auto old = log_->find_attr("tokens_per_step"); tokens_per_step_ == 0 && old && std::holds_alternative<double>(*old))
+      tokens_per_step_ = std::get<double>(*old);  // resumed at the end: no step this session
+    if (tokens_per_step_ > 0) log_->set_attr("tokens_per_step", tokens_per_step_);
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    double peak = (double)ru.ru_maxrss / 1024.0;
+    if (auto old = log_->find_attr("peak_rss_mib"); old && std::holds_alternative<double>(*old))
+      peak = std::max(peak, std::get<double>(*old));
+    log_->set_attr("peak_rss_mib", peak);
+    if (!c_.device.is_cpu()) {
+      double dev = (double)memory_stats(c_.device.kind).peak_bytes / (1 << 20);
+      if (auto old = log_->find_attr("peak_device_mib"); old && std::holds_alternative<double>(*old))
+        dev = std::max(dev, std::get<double>(*old));
+      log_->set_attr("peak_device_mib", dev);
+    }
+  }
+
   RunSummary stop_cleanly() {
+    record_resources();
     flush_log();
     if (saved_step_ != step_) checkpoint();
     set_status("interrupted", step_);
@@ -568,6 +592,11 @@ class Training {
     log_->set_final(data_->metric_name(), summary_.eval_metric);
     log_->set_final("wall_s", wall);
     log_->set_final("steps", (double)step_);
+    record_resources();
+    if (tokens_per_step_ > 0) {
+      log_->set_final("tokens_seen", tokens_per_step_ * (double)step_);
+      if (wall > 0) log_->set_final("tokens_per_s", tokens_per_step_ * (double)step_ / wall);
+    }
     set_status("finished", step_);
     log_->close();
     return summary();
@@ -633,6 +662,7 @@ class Training {
   int64_t step_ = 0, first_step_ = 0;
   int64_t saved_step_ = -1;   // the step checkpoint.h5 holds (-1: none yet)
   int64_t flushed_step_ = 0;  // the last step whose rows are on disk
+  double tokens_per_step_ = 0;
   double window_tokens_ = 0, last_loss_ = 0, last_lr_ = 0, last_gnorm_ = 0;
   double last_flush_seconds_ = 0;
   Clock::time_point last_flush_end_ = Clock::now();

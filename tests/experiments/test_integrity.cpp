@@ -57,16 +57,18 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 
 int64_t checkpoint_step(const std::string& path) { return load_checkpoint(path).ints.at("step"); }
 
-// The report's row for run `name`: its ten columns (run ... wall_s, then the status, which
-// may hold blanks). Empty when there is no such row.
+// The report's row for run `name`: its 14 columns (run attention n params steps tokens
+// train_loss eval_loss metric value tok/s wall_s peak_MiB, then the status, which may hold
+// blanks). Empty when there is no such row.
+enum ReportCol { kAttention = 1, kN = 2, kSteps = 4, kTrain = 6, kEval = 7, kValue = 9, kStatus = 13 };
 std::vector<std::string> report_row(const std::string& table, const std::string& name) {
   std::istringstream lines(table);
   for (std::string line; std::getline(lines, line);) {
     std::vector<std::string> cols = split_words(line);
-    if (cols.size() < 10 || cols[0] != name) continue;
-    std::string status = cols[9];
-    for (size_t i = 10; i < cols.size(); ++i) status += " " + cols[i];
-    cols.resize(9);
+    if (cols.size() < 14 || cols[0] != name) continue;
+    std::string status = cols[13];
+    for (size_t i = 14; i < cols.size(); ++i) status += " " + cols[i];
+    cols.resize(13);
     cols.push_back(status);
     return cols;
   }
@@ -318,13 +320,13 @@ TEST_CASE("integrity: a run stopped before its first evaluation says so, and is 
   CHECK(rep.code == 0);
   const auto row = report_row(rep.out, "r");
   CAPTURE(rep.out);
-  REQUIRE(row.size() == 10);
-  CHECK(row[1] == "softmax");
-  CHECK(is_number(row[3]));  // steps
-  CHECK(is_number(row[4]));  // the last training loss
-  CHECK(row[5] == "-");      // eval loss: never measured
-  CHECK(row[7] == "-");      // the metric's value: never measured
-  CHECK(row[9] == "interrupted at " + row[3]);
+  REQUIRE(row.size() == 14);
+  CHECK(row[kAttention] == "softmax");
+  CHECK(is_number(row[kSteps]));
+  CHECK(is_number(row[kTrain]));  // the last training loss
+  CHECK(row[kEval] == "-");       // eval loss: never measured
+  CHECK(row[kValue] == "-");      // the metric's value: never measured
+  CHECK(row[kStatus] == "interrupted at " + row[kSteps]);
 }
 
 TEST_CASE("integrity: eval checks the checkpoint against its options and refuses non-finite parameters") {
@@ -363,13 +365,13 @@ TEST_CASE("integrity: report shows one row per input with its status, and one ba
   CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 7);  // a header and one row each
   auto status = [&](const std::string& name) {
     const auto row = report_row(r.out, name);
-    return row.empty() ? "<no row>" : row[9];
+    return row.empty() ? "<no row>" : row[kStatus];
   };
-  CHECK(report_row(r.out, "done").at(3) == "3");
+  CHECK(report_row(r.out, "done").at(kSteps) == "3");
   CHECK(status("done") == "finished");
   CHECK(status("junk.h5").rfind("unreadable: junk.h5: not an HDF5 file", 0) == 0);
-  CHECK(status("stopped") == "interrupted at " + report_row(r.out, "stopped").at(3));
-  CHECK(status("killed") == "interrupted at " + report_row(r.out, "killed").at(3));
+  CHECK(status("stopped") == "interrupted at " + report_row(r.out, "stopped").at(kSteps));
+  CHECK(status("killed") == "interrupted at " + report_row(r.out, "killed").at(kSteps));
   CHECK(status("live") == "running");
   CHECK(status("missing").rfind("unreadable: missing/run.h5: file does not exist", 0) == 0);
 }
