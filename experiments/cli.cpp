@@ -1,5 +1,8 @@
 #include "experiments/cli.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <boost/program_options.hpp>
 #include <csignal>
 #include <cstdio>
@@ -41,6 +44,7 @@ const char* kUsage =
     "  eval      evaluate a checkpoint on the run's task or a text file\n"
     "  sweep     run an ablation file: a grid of options x seeds, N runs at once, resumable\n"
     "  report    results table from run logs, run directories or sweeps: seeds grouped, mean ± std\n"
+    "  plot      figures and an HTML page for runs or a sweep: curves, attention maps, learned kernels\n"
     "  variants  list attention variants with their options and defaults\n\n"
     "`mtalab <command> --help` lists a command's options. Options come from the command line and\n"
     "from INI files (--config FILE; [section] key=value becomes --section.key); the command line wins.\n";
@@ -372,6 +376,71 @@ int cmd_report(int argc, char** argv) {
   return 0;
 }
 
+// `mtalab plot`: the runs grouped as the report groups them, handed to scripts/plot.py.
+int cmd_plot(int argc, char** argv) {
+  po::options_description flags("plot");
+  flags.add_options()("help,h", "show this help")("out", po::value<std::string>(),
+                                                  "folder for the figures and index.html (default: <sweep>/plots for one sweep, "
+                                                  "else plots)")("title", po::value<std::string>(), "the HTML page's title");
+  po::options_description hidden;
+  hidden.add_options()("input", po::value<std::vector<std::string>>());
+  po::options_description all;
+  all.add(flags).add(hidden);
+  po::positional_options_description pos;
+  pos.add("input", -1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(all).positional(pos).style(style()).run(), vm);
+  po::notify(vm);
+  if (vm.count("help") || !vm.count("input")) {
+    std::cout << "usage: mtalab plot RUN.h5|RUN_DIR|SWEEP_DIR [...] [--out DIR]\n"
+                 "  loss and metric curves per configuration (seeds as a band), attention maps of the logged\n"
+                 "  example (layers x heads), learned kernels over training, and index.html with the report\n"
+                 "  table and every figure. Needs python3-matplotlib and python3-h5py (scripts/setup.sh).\n\n"
+              << flags;
+    return vm.count("help") ? 0 : 2;
+  }
+  const auto inputs = vm["input"].as<std::vector<std::string>>();
+  std::error_code ec;
+  std::string out = vm.count("out") ? vm["out"].as<std::string>() : "plots";
+  if (!vm.count("out") && inputs.size() == 1 && std::filesystem::exists(sweep_manifest_path(inputs[0]), ec))
+    out = (std::filesystem::path(inputs[0]) / "plots").string();
+  if (out.empty()) throw InputError("option --out is empty; expected a folder for the figures");
+  const auto runs = report_runs(inputs);
+  if (runs.empty()) throw InputError("no readable run log among the inputs (expected run.h5 files, run or sweep directories)");
+  std::filesystem::create_directories(out, ec);
+  if (ec) throw IoError("cannot create '" + out + "': " + ec.message());
+  std::string tsv = "configuration\trun\tlog\tstatus\n";
+  for (const auto& r : runs) tsv += r.configuration + "\t" + r.name + "\t" + r.log + "\t" + r.status + "\n";
+  replace_file((std::filesystem::path(out) / "runs.tsv").string(), tsv.data(), tsv.size());
+  ReportOptions ro;
+  ro.format = ReportOptions::Format::csv;
+  ro.per_seed = true;
+  const std::string csv = format_report(inputs, ro).table;
+  replace_file((std::filesystem::path(out) / "report.csv").string(), csv.data(), csv.size());
+  const char* script_env = std::getenv("MTALAB_PLOT_SCRIPT");
+  const char* python_env = std::getenv("MTALAB_PYTHON");
+  std::string script = script_env && *script_env ? script_env : MTALAB_PLOT_SCRIPT;
+  std::string python = python_env && *python_env ? python_env : "/usr/bin/python3";
+  std::string title = vm.count("title") ? vm["title"].as<std::string>() : "mtalab: " + inputs.front();
+  std::vector<std::string> args{python, script, out, title};
+  std::vector<char*> argv_c;
+  for (auto& a : args) argv_c.push_back(a.data());
+  argv_c.push_back(nullptr);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execv(argv_c[0], argv_c.data());
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0) throw IoError("cannot run " + python + " " + script);
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  if (code != 0)
+    throw InputError(python + " " + script + " failed (exit " + std::to_string(code) +
+                     "); it needs python3-matplotlib and python3-h5py (scripts/setup.sh installs them)");
+  return 0;
+}
+
 // One run of a sweep checked as `mtalab train` would check it; its options resolved.
 std::map<std::string, std::string> validate_sweep_run(const SweepRun& run) {
   if (run.options.count("run.out"))
@@ -473,7 +542,8 @@ int mtalab_main(int argc, char** argv) {
     if (cmd == "report") return cmd_report(argc - 1, argv + 1);
     if (cmd == "variants") return cmd_variants();
     if (cmd == "sweep") return cmd_sweep(argc - 1, argv + 1);
-    std::cerr << "mtalab: error: unknown command '" << printable(cmd) << "' (expected train, eval, sweep, report or variants)\n";
+    if (cmd == "plot") return cmd_plot(argc - 1, argv + 1);
+    std::cerr << "mtalab: error: unknown command '" << printable(cmd) << "' (expected train, eval, sweep, report, plot or variants)\n";
     return 2;
   } catch (const InputError& e) {
     return fail(2, e.what());

@@ -23,6 +23,7 @@ using Opt = std::optional<double>;
 // What one run's log says.
 struct RunRecord {
   std::string name, attention = "-", metric, status, group;  // group: set for a sweep's runs
+  std::string log;                                           // its run.h5
   bool finished = false, readable = true;
   int64_t seed = 0;
   Opt params, steps, tokens, train, eval, value, tps, wall, peak;
@@ -71,6 +72,7 @@ std::string config_key(const RunLog& log) {
 RunRecord read_record(const std::string& log_path, const std::string& name) {
   RunRecord r;
   r.name = name;
+  r.log = log_path;
   RunLog log = RunLog::open_read(log_path);
   r.attention = str_attr(log, "model.attention");
   r.params = num_attr(log, "parameter_count");
@@ -388,17 +390,30 @@ std::string csv_table(const std::vector<std::pair<std::string, Summary>>& rows, 
   return out;
 }
 
-}  // namespace
-
-Report format_report(const std::vector<std::string>& inputs, const ReportOptions& options) {
-  Report out;
+std::vector<RunRecord> read_inputs(const std::vector<std::string>& inputs, int* unreadable) {
   std::vector<RunRecord> records;
   for (const auto& input : inputs)
     for (auto& r : read_input(input)) {
-      out.unreadable += r.readable ? 0 : 1;
+      *unreadable += r.readable ? 0 : 1;
       records.push_back(std::move(r));
     }
-  const auto groups = group_runs(records);
+  return records;
+}
+
+}  // namespace
+
+std::vector<ReportRun> report_runs(const std::vector<std::string>& inputs) {
+  int unreadable = 0;
+  std::vector<ReportRun> out;
+  for (const auto& g : group_runs(read_inputs(inputs, &unreadable)))
+    for (const auto& r : g.runs)
+      if (r.readable && !r.log.empty()) out.push_back({g.name, r.name, r.log, r.status});
+  return out;
+}
+
+Report format_report(const std::vector<std::string>& inputs, const ReportOptions& options) {
+  Report out;
+  const auto groups = group_runs(read_inputs(inputs, &out.unreadable));
   std::vector<Summary> summaries;
   for (const auto& g : groups) summaries.push_back(summarize(g.name, g.runs));
   const bool deltas = !options.baseline.empty();

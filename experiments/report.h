@@ -29,4 +29,10 @@ struct Report {
 // One bad input never suppresses the others. InputError for an unknown baseline.
 Report format_report(const std::vector<std::string>& inputs, const ReportOptions& options = {});
 
+// The readable runs of the inputs, grouped as format_report groups them (for plots).
+struct ReportRun {
+  std::string configuration, name, log, status;
+};
+std::vector<ReportRun> report_runs(const std::vector<std::string>& inputs);
+
 }  // namespace mtalab

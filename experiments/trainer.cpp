@@ -608,7 +608,11 @@ class Training {
     model_->train(false);
     for (int64_t l = 0; l < model_->n_layers(); ++l) model_->attention(l).record_maps = true;
     Generator unused(0);
-    model_->forward(data_->fixed_example(), unused);
+    const Tensor example = data_->fixed_example();
+    model_->forward(example, unused);
+    // The example's bytes, for token labels on plots of the maps.
+    const Tensor bytes = to_dtype(example.to(kCPU), DType::f64);
+    log_->write_array("/attention/tokens", {bytes.numel()}, bytes.to_vector<double>());
     for (int64_t l = 0; l < model_->n_layers(); ++l) {
       Tensor m = model_->attention(l).last_maps;
       model_->attention(l).record_maps = false;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's main job: installs what is missing, builds, then trains softmax attention
 # and Multi-Token Attention on the paper's find-the-block task and prints a results
-# table. Logs and checkpoints land in runs/toy/<variant>/ (run.h5, checkpoint.h5).
+# table and figures. Logs and checkpoints land in runs/toy/<variant>/ (run.h5, checkpoint.h5),
+# the figures in runs/toy/plots/ (index.html).
 # Extra arguments go to both runs (e.g. --train.steps 300 for a quick look).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,4 +23,5 @@ echo "== multi-token attention"
 "$BIN" train --config "$CONFIG" $MTA --run.out "$OUT/mta" --overwrite "$@"
 echo
 "$BIN" report "$OUT/softmax/run.h5" "$OUT/mta/run.h5" | tee "$OUT/results.txt"
-echo "logs: $OUT/*/run.h5 (open with h5py or h5dump); table: $OUT/results.txt"
+"$BIN" plot "$OUT/softmax" "$OUT/mta" --out "$OUT/plots" --title "softmax vs MTA on find-the-block" >/dev/null
+echo "logs: $OUT/*/run.h5 (open with h5py or h5dump); table: $OUT/results.txt; figures: $OUT/plots/index.html"

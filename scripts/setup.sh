@@ -3,8 +3,8 @@
 # Usage: scripts/setup.sh [--with-torch]   (torch is only needed by the benchmarks)
 set -euo pipefail
 pkgs=(cmake g++ make git libhdf5-dev hdf5-tools libboost-program-options-dev libboost-context-dev doctest-dev
-      libopenblas-openmp-dev bible-kjv)
-if [[ "${1:-}" == "--with-torch" ]]; then pkgs+=(python3-torch python3-h5py); fi
+      libopenblas-openmp-dev bible-kjv python3-matplotlib python3-h5py)
+if [[ "${1:-}" == "--with-torch" ]]; then pkgs+=(python3-torch); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
