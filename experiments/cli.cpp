@@ -17,6 +17,7 @@
 #include "experiments/atomic_file.h"
 #include "experiments/checkpoint_file.h"
 #include "experiments/config.h"
+#include "experiments/generate.h"
 #include "experiments/memory_check.h"
 #include "experiments/report.h"
 #include "experiments/resume.h"
@@ -42,6 +43,7 @@ const char* kUsage =
     "commands:\n"
     "  train     train a model (find-the-block task or byte-level text); logs to <run.out>/run.h5\n"
     "  eval      evaluate a checkpoint on the run's task or a text file\n"
+    "  generate  continue a prompt with a checkpoint (greedy, or sampled: temperature, top-k, seed)\n"
     "  sweep     run an ablation file: a grid of options x seeds, N runs at once, resumable\n"
     "  report    results table from run logs, run directories or sweeps: seeds grouped, mean ± std\n"
     "  plot      figures and an HTML page for runs or a sweep: curves, attention maps, learned kernels\n"
@@ -328,6 +330,72 @@ int cmd_eval(int argc, char** argv) {
   return 0;
 }
 
+int cmd_generate(int argc, char** argv) {
+  po::options_description flags("generate");
+  flags.add_options()("help,h", "show this help")(
+      "checkpoint", po::value<std::string>(), "checkpoint to generate with (its model options are read from it)")(
+      "prompt", po::value<std::string>(), "the text to continue (bytes)")(
+      "prompt-file", po::value<std::string>(), "read the prompt from this file instead")(
+      "tokens", po::value<int64_t>()->default_value(200), "how many bytes to generate")(
+      "temperature", po::value<double>()->default_value(0.0), "0: greedy; above 0: sample at this temperature")(
+      "top-k", po::value<int64_t>()->default_value(0), "sample from the k most likely bytes only (0: all)")(
+      "seed", po::value<uint64_t>()->default_value(0), "seed of the sampling");
+  po::variables_map vm;
+  const po::parsed_options parsed = po::command_line_parser(argc, argv).options(flags).style(style()).run();
+  refuse_positional(parsed);
+  po::store(parsed, vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << "usage: mtalab generate --checkpoint FILE --prompt TEXT [--tokens N] [--temperature T] [--top-k K]\n\n"
+              << flags;
+    return 0;
+  }
+  if (!vm.count("checkpoint")) throw InputError("generate: --checkpoint FILE is required");
+  if (vm.count("prompt") == vm.count("prompt-file"))
+    throw InputError("generate: give the text to continue with --prompt TEXT or --prompt-file FILE (one of them)");
+  std::string prompt;
+  if (vm.count("prompt")) {
+    prompt = vm["prompt"].as<std::string>();
+  } else {
+    const std::string file = vm["prompt-file"].as<std::string>();
+    std::ifstream f(file, std::ios::binary);
+    if (!f) throw InputError("--prompt-file '" + file + "' cannot be opened");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    prompt = ss.str();
+  }
+  if (prompt.empty()) throw InputError("generate: the prompt is empty; expected at least one byte");
+  GenerateOptions o;
+  o.new_tokens = vm["tokens"].as<int64_t>();
+  o.temperature = vm["temperature"].as<double>();
+  o.top_k = vm["top-k"].as<int64_t>();
+  o.seed = vm["seed"].as<uint64_t>();
+  if (o.new_tokens < 0) throw InputError("--tokens " + std::to_string(o.new_tokens) + "; expected 0 or more");
+  const std::string path = vm["checkpoint"].as<std::string>();
+  if (path.empty()) throw InputError("option --checkpoint is empty; expected a checkpoint file");
+  CheckpointData ck = load_checkpoint(path);
+  std::string source;
+  const std::map<std::string, std::string> base = checkpoint_model_options(ck, path, &source);
+  char* none[] = {(char*)"generate", nullptr};
+  po::options_description nothing;
+  CommandLine cl = parse(1, none, nothing, base);
+  const std::string chosen = cl.train.get_string("model.attention");
+  TrainConfig c = make_train_config(cl.train, cl.variants.at(chosen));
+  Transformer model(c.model);
+  model.to(c.device);
+  load_parameters(ck, model.named_parameters(), path);
+  std::vector<int64_t> tokens(prompt.begin(), prompt.end());
+  for (auto& t : tokens) t = (unsigned char)t;
+  std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+  std::fflush(stdout);
+  generate(model, tokens, o, [](int64_t t) {
+    std::fputc((int)t, stdout);
+    std::fflush(stdout);
+  });
+  std::fputc('\n', stdout);
+  return 0;
+}
+
 int cmd_variants() {
   std::cout << describe_attention_variants();
   return 0;
@@ -543,7 +611,8 @@ int mtalab_main(int argc, char** argv) {
     if (cmd == "variants") return cmd_variants();
     if (cmd == "sweep") return cmd_sweep(argc - 1, argv + 1);
     if (cmd == "plot") return cmd_plot(argc - 1, argv + 1);
-    std::cerr << "mtalab: error: unknown command '" << printable(cmd) << "' (expected train, eval, sweep, report, plot or variants)\n";
+    if (cmd == "generate") return cmd_generate(argc - 1, argv + 1);
+    std::cerr << "mtalab: error: unknown command '" << printable(cmd) << "' (expected train, eval, generate, sweep, report, plot or variants)\n";
     return 2;
   } catch (const InputError& e) {
     return fail(2, e.what());
