@@ -401,11 +401,8 @@ int cmd_variants() {
   return 0;
 }
 
-int cmd_report(int argc, char** argv) {
-  po::options_description flags("report");
-  flags.add_options()("help,h", "show this help")("per-seed", "each run's row under its configuration's")(
-      "baseline", po::value<std::string>(), "a configuration's name: add the metric's and eval loss's differences to it")(
-      "format", po::value<std::string>()->default_value("text"), "text, csv or markdown");
+// Flags plus any number of positional inputs (run logs, run or sweep directories) as "input".
+po::variables_map parse_with_inputs(int argc, char** argv, const po::options_description& flags) {
   po::options_description hidden;
   hidden.add_options()("input", po::value<std::vector<std::string>>());
   po::options_description all;
@@ -415,6 +412,15 @@ int cmd_report(int argc, char** argv) {
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(all).positional(pos).style(style()).run(), vm);
   po::notify(vm);
+  return vm;
+}
+
+int cmd_report(int argc, char** argv) {
+  po::options_description flags("report");
+  flags.add_options()("help,h", "show this help")("per-seed", "each run's row under its configuration's")(
+      "baseline", po::value<std::string>(), "a configuration's name: add the metric's and eval loss's differences to it")(
+      "format", po::value<std::string>()->default_value("text"), "text, csv or markdown");
+  po::variables_map vm = parse_with_inputs(argc, argv, flags);
   if (vm.count("help") || !vm.count("input")) {
     std::cout << "usage: mtalab report RUN.h5|RUN_DIR|SWEEP_DIR [...] [--per-seed] [--baseline NAME] [--format F]\n"
                  "  one row per configuration (runs differing only in their seed are one; a sweep's runs are\n"
@@ -450,15 +456,7 @@ int cmd_plot(int argc, char** argv) {
   flags.add_options()("help,h", "show this help")("out", po::value<std::string>(),
                                                   "folder for the figures and index.html (default: <sweep>/plots for one sweep, "
                                                   "else plots)")("title", po::value<std::string>(), "the HTML page's title");
-  po::options_description hidden;
-  hidden.add_options()("input", po::value<std::vector<std::string>>());
-  po::options_description all;
-  all.add(flags).add(hidden);
-  po::positional_options_description pos;
-  pos.add("input", -1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all).positional(pos).style(style()).run(), vm);
-  po::notify(vm);
+  po::variables_map vm = parse_with_inputs(argc, argv, flags);
   if (vm.count("help") || !vm.count("input")) {
     std::cout << "usage: mtalab plot RUN.h5|RUN_DIR|SWEEP_DIR [...] [--out DIR]\n"
                  "  loss and metric curves per configuration (seeds as a band), attention maps of the logged\n"
