@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -188,8 +189,8 @@ class Sweep {
   int64_t steps_of(size_t i) const { return std::stoll(resolved_[i].at("train.steps")); }
 
   SweepResult dry_run() {
-    std::printf("sweep %s: %zu runs, %d at once, %d threads each\n", req_.spec.out.c_str(), req_.runs.size(),
-                req_.jobs, threads_);
+    std::printf("sweep %s: %zu runs, %d at once, %d thread%s each\n", req_.spec.out.c_str(), req_.runs.size(),
+                req_.jobs, threads_, threads_ == 1 ? "" : "s");
     for (size_t i = 0; i < req_.runs.size(); ++i) {
       const Plan p = plan_run(dir_of(i), steps_of(i), nullptr, req_.retry_failed);
       const char* what[] = {"would start", "would resume", "would start again", "done", "skipped"};
@@ -251,6 +252,10 @@ class Sweep {
         queue_.push_back(i);
       }
     }
+    // Seed by seed: every configuration's first seed runs before any second one, so a sweep
+    // stopped half-way already compares every configuration.
+    std::stable_sort(queue_.begin(), queue_.end(),
+                     [&](size_t a, size_t b) { return req_.runs[a].seed < req_.runs[b].seed; });
     todo_ = todo;
     std::printf("sweep %s: %zu runs: %d finished earlier, %d to run, %d skipped; %d at once, %d thread%s each\n",
                 req_.spec.out.c_str(), req_.runs.size(), done, todo, skipped, req_.jobs, threads_, threads_ == 1 ? "" : "s");

@@ -211,7 +211,12 @@ def main():
     runs = read_runs(out)
     groups = {}
     for r in runs:
-        groups.setdefault(r["configuration"], []).append(r["log"])
+        groups.setdefault(r["configuration"], []).append(r)
+    # A configuration's band is over its finished runs (as the report's mean ± std is); an
+    # unfinished run's shorter curve would bend it. With none finished, every run is shown.
+    for config, rs in groups.items():
+        done = [r for r in rs if r["status"] == "finished"]
+        groups[config] = [r["log"] for r in (done or rs)]
     data = {r["log"]: load(r["log"]) for r in runs}
     figures = []
     if any(data.values()):
