@@ -37,7 +37,8 @@ std::string write_corpus(const std::string& dir) {
   return path;
 }
 
-RunRequest text_run(const std::string& dir, int64_t steps, const std::string& attention = "softmax") {
+// The options of a small byte-level text run in `dir`.
+OptionValues text_options(const std::string& dir, int64_t steps, const std::string& attention) {
   OptionValues v(train_option_specs(), "");
   v.set("model.attention", attention);
   v.set("model.d_model", "32");
@@ -56,11 +57,19 @@ RunRequest text_run(const std::string& dir, int64_t steps, const std::string& at
   v.set("train.log_every", "1");
   v.set("model.dropout", "0.1");  // exercises the dropout stream across a resume
   v.set("run.out", dir + "/run");
+  return v;
+}
+
+RunRequest run_request(const OptionValues& v, const OptionValues& variant) {
   RunRequest r;
-  r.config = make_train_config(v, AttentionRegistry::options_for(attention));
+  r.config = make_train_config(v, variant);
   r.options = v.resolved();
   r.quiet = true;
   return r;
+}
+
+RunRequest text_run(const std::string& dir, int64_t steps, const std::string& attention = "softmax") {
+  return run_request(text_options(dir, steps, attention), AttentionRegistry::options_for(attention));
 }
 
 // A variant that turns its output into NaN from its 4th forward call on: a run that diverges.
@@ -259,28 +268,17 @@ TEST_CASE("training: a model trained with --attn.impl fused and maps follows the
     std::vector<std::vector<double>> curves;
     for (const std::string impl : {"fused", "maps"}) {
       const std::string dir = temp_dir("impl_" + attention + "_" + impl);
-      OptionValues v(train_option_specs(), "");
-      v.set("model.attention", attention);
-      v.set("model.d_model", "32");
-      v.set("model.n_layers", "2");
+      OptionValues v = text_options(dir, 20, attention);
       v.set("model.n_heads", "4");
-      v.set("data.task", "text");
-      v.set("data.path", write_corpus(dir));
       v.set("data.seq_len", "48");
-      v.set("train.steps", "20");
-      v.set("train.batch_size", "4");
-      v.set("train.lr", "3e-3");
+      v.set("train.schedule", "constant");
+      v.set("train.warmup", "0");
       v.set("train.eval_every", "10");
-      v.set("train.eval_max_batches", "2");
-      v.set("train.log_every", "1");
+      v.set("model.dropout", "0");  // attention dropout needs the maps
       v.set("attn.impl", impl);
-      v.set("run.out", dir + "/run");
       OptionValues a = AttentionRegistry::options_for(attention);
       if (attention == "mta") a.set("kq_layers", "all");  // every component in every layer
-      RunRequest r;
-      r.config = make_train_config(v, a);
-      r.options = v.resolved();
-      r.quiet = true;
+      const RunRequest r = run_request(v, a);
       train(r);
       curves.push_back(RunLog::open_read(dir + "/run/run.h5").column("train", "loss"));
       fs::remove_all(dir);
