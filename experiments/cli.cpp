@@ -325,7 +325,7 @@ int cmd_eval(int argc, char** argv) {
   load_parameters(ck, model.named_parameters(), path);
   model.train(false);
   EvalResult r = data->evaluate(model);
-  std::printf("%s on %s: loss %.4f | %s %.4f\n", path.c_str(), c.task == "text" ? c.data_path.c_str() : "find_block",
+  std::printf("%s on %s: loss %.4f | %s %.4f\n", path.c_str(), c.task == "text" ? c.data_path.c_str() : c.task.c_str(),
               r.loss, data->metric_name().c_str(), r.metric);
   return 0;
 }
@@ -339,14 +339,16 @@ int cmd_generate(int argc, char** argv) {
       "tokens", po::value<int64_t>()->default_value(200), "how many bytes to generate")(
       "temperature", po::value<double>()->default_value(0.0), "0: greedy; above 0: sample at this temperature")(
       "top-k", po::value<int64_t>()->default_value(0), "sample from the k most likely bytes only (0: all)")(
-      "seed", po::value<uint64_t>()->default_value(0), "seed of the sampling");
+      "seed", po::value<uint64_t>()->default_value(0), "seed of the sampling")(
+      "no-cache", "recompute the whole context for every token (the O(T^2) reference) instead of decoding "
+                  "incrementally from a key/value cache");
   po::variables_map vm;
   const po::parsed_options parsed = po::command_line_parser(argc, argv).options(flags).style(style()).run();
   refuse_positional(parsed);
   po::store(parsed, vm);
   po::notify(vm);
   if (vm.count("help")) {
-    std::cout << "usage: mtalab generate --checkpoint FILE --prompt TEXT [--tokens N] [--temperature T] [--top-k K]\n\n"
+    std::cout << "usage: mtalab generate --checkpoint FILE --prompt TEXT [--tokens N] [--temperature T] [--top-k K] [--no-cache]\n\n"
               << flags;
     return 0;
   }
@@ -370,6 +372,7 @@ int cmd_generate(int argc, char** argv) {
   o.temperature = vm["temperature"].as<double>();
   o.top_k = vm["top-k"].as<int64_t>();
   o.seed = vm["seed"].as<uint64_t>();
+  o.cache = !vm.count("no-cache");
   if (o.new_tokens < 0) throw InputError("--tokens " + std::to_string(o.new_tokens) + "; expected 0 or more");
   const std::string path = vm["checkpoint"].as<std::string>();
   if (path.empty()) throw InputError("option --checkpoint is empty; expected a checkpoint file");

@@ -32,21 +32,45 @@ int64_t choose_token(const std::vector<double>& logits, const GenerateOptions& o
   return ids[k - 1];
 }
 
+namespace {
+
+Tensor token_tensor(const std::vector<int64_t>& t, size_t begin, Device dev) {
+  std::vector<int32_t> w(t.begin() + (std::ptrdiff_t)begin, t.end());
+  return from_vector<int32_t>(w, {1, (int64_t)w.size()}, {DType::i32, dev});
+}
+
+// The logits [1, 1, V] after `tokens`, from the cache when it can be extended, else by
+// (re)filling it — or without one — from the last `context` tokens.
+Tensor next_logits(Transformer& model, const std::vector<int64_t>& tokens, bool use_cache, DecodeCache& cache) {
+  const int64_t context = model.config().max_seq_len, n = (int64_t)tokens.size();
+  const Device dev = model.named_parameters().front().second.device();
+  const size_t start = (size_t)std::max<int64_t>(0, n - context);
+  Tensor logits;
+  if (!use_cache) {
+    Generator unused(0);
+    logits = model.forward(token_tensor(tokens, start, dev), unused);
+  } else if (cache.pos > 0 && cache.pos + 1 == n && n <= context) {
+    logits = model.decode(token_tensor(tokens, (size_t)(n - 1), dev), cache);
+  } else {
+    cache = DecodeCache{};
+    logits = model.decode(token_tensor(tokens, start, dev), cache);
+  }
+  const int64_t T = logits.size(1);
+  return slice(logits, 1, T - 1, T);
+}
+
+}  // namespace
+
 std::vector<int64_t> generate(Transformer& model, const std::vector<int64_t>& prompt, const GenerateOptions& o,
                               const std::function<void(int64_t)>& on_token) {
   if (prompt.empty()) throw InputError("the prompt is empty; expected at least one token");
   NoGradGuard ng;
   model.train(false);
-  Generator sampling(o.seed), unused(0);
-  const int64_t context = model.config().max_seq_len;
-  const Device dev = model.named_parameters().front().second.device();
+  Generator sampling(o.seed);
+  DecodeCache cache;
   std::vector<int64_t> tokens = prompt, out;
   for (int64_t n = 0; n < o.new_tokens; ++n) {
-    const int64_t start = std::max<int64_t>(0, (int64_t)tokens.size() - context);
-    std::vector<int32_t> window(tokens.begin() + start, tokens.end());
-    const int64_t T = (int64_t)window.size();
-    Tensor logits = model.forward(from_vector<int32_t>(window, {1, T}, {DType::i32, dev}), unused);
-    Tensor last = to_dtype(slice(logits, 1, T - 1, T), DType::f64).to(kCPU).contiguous();
+    Tensor last = to_dtype(next_logits(model, tokens, o.cache, cache), DType::f64).to(kCPU).contiguous();
     const int64_t next = choose_token(last.to_vector<double>(), o, sampling);
     tokens.push_back(next);
     out.push_back(next);

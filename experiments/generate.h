@@ -1,9 +1,12 @@
 // Continuing a prompt with a trained model: greedy, or sampled with a temperature and top-k
 // from a seeded generator (the same seed gives the same text).
 //
-// Each new token runs the model over the whole context (the last max_seq_len tokens): the
-// cost of a token grows with the context. Incremental decoding with a key/value cache (and
-// for MTA, a cache of the score rows its convolutions read) is not built yet.
+// Incremental by default: the prompt fills a key/value cache (for MTA also the score and
+// probability rows its convolutions read, layers/decode_cache.h) and each new token costs
+// O(T) per head and layer. With cache = false every token reruns the model over the whole
+// context — O(T²), the reference the cached path is tested against. Past max_seq_len the
+// context slides (the last max_seq_len tokens, positions from 0 again), which shifts every
+// position, so from there on each token refills the cache from the window.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -18,6 +21,7 @@ struct GenerateOptions {
   double temperature = 0;  // 0: greedy (the most likely token)
   int64_t top_k = 0;       // sample from the k most likely only (0: all)
   uint64_t seed = 0;
+  bool cache = true;       // incremental decoding (false: recompute the context per token)
 };
 
 // The next-token distribution's choice from one row of logits. InputError for a negative

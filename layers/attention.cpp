@@ -47,6 +47,23 @@ void Attention::project_qkv(const Tensor& x, const Rope& rope, Tensor& q, Tensor
   v = split_heads(linear(x, wv_), H);
 }
 
+void Attention::project_qkv_cached(const Tensor& x, const Rope& rope, LayerCache& cache, Tensor& q, Tensor& k,
+                                   Tensor& v) {
+  const int64_t H = cfg_.n_heads;
+  q = rope.apply(split_heads(linear(x, wq_), H), cache.pos);
+  k = cache["k"] = append_rows(cache["k"], rope.apply(split_heads(linear(x, wk_), H), cache.pos), 2);
+  v = cache["v"] = append_rows(cache["v"], split_heads(linear(x, wv_), H), 2);
+}
+
+Tensor Attention::decode_softmax(const Tensor& s) { return s.size(2) == 1 ? softmax(s) : causal_softmax(s); }
+
+Tensor Attention::decode(const Tensor& x, const Rope& rope, LayerCache& cache) {
+  Generator unused(0);
+  Tensor all = cache["x"] = append_rows(cache["x"], x, 1);
+  const int64_t T = all.size(1);
+  return slice(forward(all, rope, unused), 1, T - x.size(1), T);
+}
+
 Tensor Attention::output(const Tensor& heads) { return linear(merge_heads(heads), wo_); }
 
 Tensor Attention::attn_dropout(const Tensor& p, Generator& g) { return dropout(p, cfg_.dropout, g, training()); }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "layers/decode_cache.h"
 #include "layers/module.h"
 #include "layers/options.h"
 #include "layers/rope.h"
@@ -47,6 +48,13 @@ class Attention : public Module {
   explicit Attention(const AttentionConfig& c);
   // x [B, T, d] (already normalised) → [B, T, d].
   virtual Tensor forward(const Tensor& x, const Rope& rope, Generator& dropout_gen) = 0;
+  // Incremental decoding (evaluation only). x [B, Tn, d] holds the tokens at positions
+  // cache.pos .. cache.pos + Tn − 1, where either cache.pos == 0 (a prompt) or Tn == 1 (one
+  // new token; Transformer::decode splits longer chunks) → [B, Tn, d], the same rows as
+  // forward() over the whole sequence gives (to rounding). The caller advances cache.pos.
+  // This default keeps the layer's inputs and reruns forward() over all of them — right for
+  // any variant, at O(T²) per token; variants override it with a key/value cache.
+  virtual Tensor decode(const Tensor& x, const Rope& rope, LayerCache& cache);
   // Names (relative to this module) of the learned kernels worth snapshotting in logs.
   virtual std::vector<std::string> kernel_names() const { return {}; }
 
@@ -69,6 +77,12 @@ class Attention : public Module {
   static Tensor merge_heads(const Tensor& x);  // inverse of split_heads
   // q, k, v projections with RoPE on q and k, heads split: each [B, H, T, Dh].
   void project_qkv(const Tensor& x, const Rope& rope, Tensor& q, Tensor& k, Tensor& v);
+  // project_qkv for decode: q of the new tokens; k and v of every token so far (the new ones
+  // appended to cache["k"], cache["v"]), RoPE at the tokens' positions.
+  void project_qkv_cached(const Tensor& x, const Rope& rope, LayerCache& cache, Tensor& q, Tensor& k, Tensor& v);
+  // Softmax over a decode step's scores s [B, H, Tn, L]: causal when it is a prompt
+  // (Tn == L), plain for one new token (it sees every key).
+  static Tensor decode_softmax(const Tensor& s);
   Tensor output(const Tensor& heads);  // merge heads, then wo
   Tensor attn_dropout(const Tensor& p, Generator& g);
   void keep_maps(const Tensor& p);

@@ -38,8 +38,7 @@ class DiffAttention final : public Attention {
     Tensor q = rope.apply(split_heads(linear(x, wq_), H));  // [B, H, T, dh], RoPE per half
     Tensor k = rope.apply(split_heads(linear(x, wk_), H));
     Tensor v = split_heads(linear(x, wv_), Hd);             // [B, H', T, 2dh]
-    const double scale = 1.0 / std::sqrt((double)dh);
-    Tensor lam = add(sub(exp(sum(mul(lq1_, lk1_))), exp(sum(mul(lq2_, lk2_)))), lambda_init_);
+    Tensor lam = lambda();
     Tensor av;
     if (use_fused()) {
       // A V = P1 V - lambda P2 V without the maps. The fused kernel's values have the
@@ -49,25 +48,42 @@ class DiffAttention final : public Attention {
       };
       const TensorList vh = split(v, {dh, dh}, -1);
       auto pv = [&](int64_t i) {
-        return concat({fused_attention(pair(q, i), pair(k, i), contiguous(vh[0]), scale),
-                       fused_attention(pair(q, i), pair(k, i), contiguous(vh[1]), scale)},
+        return concat({fused_attention(pair(q, i), pair(k, i), contiguous(vh[0]), scale()),
+                       fused_attention(pair(q, i), pair(k, i), contiguous(vh[1]), scale())},
                       -1);
       };
       av = sub(pv(0), mul(pv(1), lam));
     } else {
-      Tensor p = causal_softmax(mul(matmul(q, transpose(k, -1, -2)), scale));
-      Tensor pairs = reshape(p, {B, Hd, 2, T, T});
-      Tensor a = sub(reshape(slice(pairs, 2, 0, 1), {B, Hd, T, T}), mul(reshape(slice(pairs, 2, 1, 2), {B, Hd, T, T}), lam));
+      Tensor a = difference(causal_softmax(mul(matmul(q, transpose(k, -1, -2)), scale())), lam);
       keep_maps(a);
       av = matmul(attn_dropout(a, g), v);
     }
-    Tensor o = rms_norm(av, subln_, 1e-5);  // [B, Hd, T, 2dh]
-    return output(mul(o, 1.0 - lambda_init_));
+    return finish(av);
+  }
+
+  // Generation: the new queries against every cached key of both halves.
+  Tensor decode(const Tensor& x, const Rope& rope, LayerCache& cache) override {
+    const int64_t H = cfg_.n_heads;
+    Tensor q = rope.apply(split_heads(linear(x, wq_), H), cache.pos);
+    Tensor k = cache["k"] = append_rows(cache["k"], rope.apply(split_heads(linear(x, wk_), H), cache.pos), 2);
+    Tensor v = cache["v"] = append_rows(cache["v"], split_heads(linear(x, wv_), H / 2), 2);
+    Tensor p = decode_softmax(mul(matmul(q, transpose(k, -1, -2)), scale()));
+    return finish(matmul(difference(p, lambda()), v));
   }
 
   std::vector<std::string> kernel_names() const override { return {"lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2"}; }
 
  private:
+  double scale() const { return 1.0 / std::sqrt((double)cfg_.head_dim()); }
+  Tensor lambda() const { return add(sub(exp(sum(mul(lq1_, lk1_))), exp(sum(mul(lq2_, lk2_)))), lambda_init_); }
+  // A = P1 − λ·P2 (eq. 1) from the [B, H, Tq, Tk] maps of the H halves (2i, 2i+1).
+  Tensor difference(const Tensor& p, const Tensor& lam) const {
+    const int64_t B = p.size(0), Hd = p.size(1) / 2, Tq = p.size(2), Tk = p.size(3);
+    Tensor pairs = reshape(p, {B, Hd, 2, Tq, Tk});
+    return sub(reshape(slice(pairs, 2, 0, 1), {B, Hd, Tq, Tk}), mul(reshape(slice(pairs, 2, 1, 2), {B, Hd, Tq, Tk}), lam));
+  }
+  // (1 − λ_init) · RMSNorm(A V) (eq. 3), heads merged, then W_o.
+  Tensor finish(const Tensor& av) { return output(mul(rms_norm(av, subln_, 1e-5), 1.0 - lambda_init_)); }
   Tensor lq1_, lk1_, lq2_, lk2_, subln_;
   double lambda_init_ = 0;
 };

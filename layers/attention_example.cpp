@@ -17,14 +17,23 @@ class TemperatureAttention final : public Attention {
   Tensor forward(const Tensor& x, const Rope& rope, Generator& g) override {
     Tensor q, k, v;
     project_qkv(x, rope, q, k, v);  // [B, H, T, Dh], RoPE applied
-    Tensor s = mul(matmul(q, transpose(k, -1, -2)), 1.0 / std::sqrt((double)cfg_.head_dim()));
-    Tensor p = causal_softmax(div(s, exp(log_temp_)));
+    Tensor p = causal_softmax(scores(q, k));
     keep_maps(p);
     return output(matmul(attn_dropout(p, g), v));  // merge heads, then W_o
+  }
+  // Generation with a key/value cache: the new tokens' queries against every key so far.
+  Tensor decode(const Tensor& x, const Rope& rope, LayerCache& cache) override {
+    Tensor q, k, v;
+    project_qkv_cached(x, rope, cache, q, k, v);
+    return output(matmul(decode_softmax(scores(q, k)), v));
   }
   std::vector<std::string> kernel_names() const override { return {"log_temperature"}; }
 
  private:
+  Tensor scores(const Tensor& q, const Tensor& k) const {
+    Tensor s = mul(matmul(q, transpose(k, -1, -2)), 1.0 / std::sqrt((double)cfg_.head_dim()));
+    return div(s, exp(log_temp_));
+  }
   Tensor log_temp_;
 };
 

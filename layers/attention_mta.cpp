@@ -106,13 +106,24 @@ class MtaAttention final : public Attention {
     // The paper's order: scores -> kq-conv pre -> head-mix pre -> causal softmax ->
     // kq-conv post -> head-mix post -> .V, fused (no [T, T] maps) or through the map ops.
     const MtaMaps maps{kq_pre_, mix_pre_, kq_post_, mix_post_, o_.pad};
-    Tensor o = attend(q, k, v, 1.0 / std::sqrt((double)cfg_.head_dim()), maps, g);  // [B, H, T, Dh]
-    if (subln_.defined()) {
-      o = rms_norm(o, subln_, 1e-5);
-      if (scale_ != 1.0) o = mul(o, scale_);
-    }
-    if (gate_w_.defined()) o = mul(o, sigmoid(add(sum(mul(o, gate_w_), {-1}, true), gate_b_)));
-    return output(o);
+    return finish(attend(q, k, v, 1.0 / std::sqrt((double)cfg_.head_dim()), maps, g));  // [B, H, T, Dh] in
+  }
+
+  // Generation. A prompt goes through the map ops, keeping the rows that the next token's
+  // convolutions read: the last c_q − 1 score rows under Mask_0 (the input of eq. 4) and the
+  // last c_q,post − 1 probability rows (the input of eq. 5). A new token's row is then
+  // convolved with those rows alone — O(T·c_q·c_k) per head, not the whole map.
+  Tensor decode(const Tensor& x, const Rope& rope, LayerCache& c) override {
+    Tensor q, k, v;
+    project_qkv_cached(x, rope, c, q, k, v);
+    Tensor s = mul(matmul(q, transpose(k, -1, -2)), 1.0 / std::sqrt((double)cfg_.head_dim()));
+    const bool prompt = c.pos == 0;
+    if (kq_pre_.defined()) s = prompt ? conv_prompt(s, kq_pre_, c, "s_rows", true) : conv_step(s, kq_pre_, c, "s_rows");
+    if (mix_pre_.defined()) s = prompt ? head_mix(s, mix_pre_) : head_mix_rows(s, mix_pre_);
+    Tensor p = decode_softmax(s);
+    if (kq_post_.defined()) p = prompt ? conv_prompt(p, kq_post_, c, "p_rows", false) : conv_step(p, kq_post_, c, "p_rows");
+    if (mix_post_.defined()) p = prompt ? head_mix(p, mix_post_) : head_mix_rows(p, mix_post_);
+    return finish(matmul(p, v));
   }
 
   std::vector<std::string> kernel_names() const override {
@@ -123,6 +134,30 @@ class MtaAttention final : public Attention {
   }
 
  private:
+  // Group norm (+ depth scaling) and the gate on the heads' outputs o [B, H, T, Dh], then W_o.
+  Tensor finish(Tensor o) {
+    if (subln_.defined()) {
+      o = rms_norm(o, subln_, 1e-5);
+      if (scale_ != 1.0) o = mul(o, scale_);
+    }
+    if (gate_w_.defined()) o = mul(o, sigmoid(add(sum(mul(o, gate_w_), {-1}, true), gate_b_)));
+    return output(o);
+  }
+  // A prompt's whole map through kq_conv; its last c_q − 1 input rows go to cache[name]
+  // (Mask_0 applied to scores; probabilities are already 0 above the diagonal).
+  Tensor conv_prompt(const Tensor& maps, const Tensor& kernel, LayerCache& c, const std::string& name, bool mask) {
+    const int64_t keep = kernel.size(1) - 1;
+    if (keep > 0) c[name] = mask ? last_rows_masked(maps, keep) : last_rows(maps, keep);
+    return kq_conv(maps, kernel, o_.pad);
+  }
+  // One new row [B, H, 1, L]: the cached rows, widened by the new key (0 there, Mask_0),
+  // then the row; the cache keeps the newest c_q − 1 of them.
+  Tensor conv_step(const Tensor& row, const Tensor& kernel, LayerCache& c, const std::string& name) {
+    if (kernel.size(1) == 1) return kq_conv_last_row(row, kernel, o_.pad);
+    Tensor rows = concat({widen_rows(c[name]), row}, 2);
+    c[name] = last_rows(rows, kernel.size(1) - 1);
+    return kq_conv_last_row(rows, kernel, o_.pad);
+  }
   // identity: the kernels start as the identity map, so the layer starts as softmax
   // attention. constant: every entry 1/size (a mean filter). uniform: U(±1/√size).
   Tensor init_kernel(const Tensor& identity) {

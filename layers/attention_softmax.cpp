@@ -14,6 +14,12 @@ class SoftmaxAttention final : public Attention {
     project_qkv(x, rope, q, k, v);
     return output(attend(q, k, v, 1.0 / std::sqrt((double)cfg_.head_dim()), {}, g));
   }
+  Tensor decode(const Tensor& x, const Rope& rope, LayerCache& cache) override {
+    Tensor q, k, v;
+    project_qkv_cached(x, rope, cache, q, k, v);
+    Tensor s = mul(matmul(q, transpose(k, -1, -2)), 1.0 / std::sqrt((double)cfg_.head_dim()));
+    return output(matmul(decode_softmax(s), v));
+  }
 };
 
 }  // namespace

@@ -23,17 +23,18 @@ void Rope::to(Device d) {
   sin_ = sin_.to(d);
 }
 
-Tensor Rope::apply(const Tensor& x) const {
+Tensor Rope::apply(const Tensor& x, int64_t start) const {
   const int64_t T = x.size(-2), D = x.size(-1);
-  if (D != head_dim_ || T > max_len_)
-    throw std::invalid_argument("rope: input " + shape_str(x.shape()) + " needs head_dim " + std::to_string(head_dim_) +
-                                " and at most " + std::to_string(max_len_) + " positions");
+  if (D != head_dim_ || start < 0 || start + T > max_len_)
+    throw std::invalid_argument("rope: input " + shape_str(x.shape()) + " at position " + std::to_string(start) +
+                                " needs head_dim " + std::to_string(head_dim_) + " and at most " +
+                                std::to_string(max_len_) + " positions");
   Shape pairs = x.shape();
   pairs.back() = D / 2;
   pairs.push_back(2);
   Tensor xp = reshape(x, pairs);  // [..., T, Dh/2, 2]
   Tensor x0 = slice(xp, -1, 0, 1), x1 = slice(xp, -1, 1, 2);
-  Tensor c = slice(cos_, 0, 0, T), s = slice(sin_, 0, 0, T);
+  Tensor c = slice(cos_, 0, start, start + T), s = slice(sin_, 0, start, start + T);
   Tensor y = concat({sub(mul(x0, c), mul(x1, s)), add(mul(x0, s), mul(x1, c))}, -1);
   return reshape(y, x.shape());
 }

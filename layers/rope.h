@@ -9,8 +9,9 @@ class Rope {
  public:
   Rope() = default;
   Rope(int64_t head_dim, int64_t max_len, double theta, DType dtype);
-  // x [..., T, Dh] with T <= max_len → same shape, rotated.
-  Tensor apply(const Tensor& x) const;
+  // x [..., T, Dh] at positions start .. start + T − 1 (start + T <= max_len) → same
+  // shape, rotated. start > 0 is a decoding step's new tokens.
+  Tensor apply(const Tensor& x, int64_t start = 0) const;
   int64_t max_len() const { return max_len_; }
   void to(Device d);
 

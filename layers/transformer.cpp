@@ -55,6 +55,12 @@ Tensor Block::forward(const Tensor& x, const Rope& rope, Generator& dropout_gen)
   return add(h, dropout(ffn_->forward(ffn_norm_->forward(h)), dropout_, dropout_gen, training()));
 }
 
+Tensor Block::decode(const Tensor& x, const Rope& rope, LayerCache& cache) {
+  Tensor h = add(x, attention_->decode(attn_norm_->forward(x), rope, cache));
+  cache.pos += x.size(1);
+  return add(h, ffn_->forward(ffn_norm_->forward(h)));
+}
+
 Transformer::Transformer(const ModelConfig& c) : cfg_(c) {
   if (c.d_model % c.n_heads)
     throw InputError("model: d_model=" + std::to_string(c.d_model) + " is not divisible by n_heads=" +
@@ -83,6 +89,27 @@ Tensor Transformer::forward(const Tensor& tokens, Generator& dropout_gen) {
   for (auto& b : blocks_) x = b->forward(x, rope_, dropout_gen);
   x = norm_->forward(x);
   return linear(x, output_.defined() ? output_ : tok_embeddings_);
+}
+
+Tensor Transformer::decode(const Tensor& tokens, DecodeCache& cache) {
+  if (tokens.dim() != 2 || tokens.size(1) < 1)
+    throw std::invalid_argument("transformer: decode tokens must be [B, T] with T >= 1, got " + shape_str(tokens.shape()));
+  const int64_t Tn = tokens.size(1);
+  if (cache.pos + Tn > cfg_.max_seq_len)
+    throw std::invalid_argument("transformer: decoding to position " + std::to_string(cache.pos + Tn) +
+                                " exceeds max_seq_len " + std::to_string(cfg_.max_seq_len));
+  if (cache.pos > 0 && Tn > 1) {  // variants decode a prompt or one token at a time
+    TensorList rows;
+    for (int64_t t = 0; t < Tn; ++t) rows.push_back(decode(slice(tokens, 1, t, t + 1), cache));
+    return concat(rows, 1);
+  }
+  NoGradGuard ng;
+  train(false);
+  cache.layers.resize(blocks_.size());
+  Tensor x = embedding(tok_embeddings_, tokens);
+  for (size_t l = 0; l < blocks_.size(); ++l) x = blocks_[l]->decode(x, rope_, cache.layers[l]);
+  cache.pos += Tn;
+  return linear(norm_->forward(x), output_.defined() ? output_ : tok_embeddings_);
 }
 
 void Transformer::to(Device d) {

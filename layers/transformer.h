@@ -57,6 +57,8 @@ class Block final : public Module {
  public:
   Block(const ModelConfig& c, int layer);
   Tensor forward(const Tensor& x, const Rope& rope, Generator& dropout_gen);
+  // Incremental decoding (see Attention::decode); advances cache.pos by the tokens in x.
+  Tensor decode(const Tensor& x, const Rope& rope, LayerCache& cache);
   Attention& attention() { return *attention_; }
 
  private:
@@ -71,6 +73,12 @@ class Transformer final : public Module {
   explicit Transformer(const ModelConfig& c);
   // tokens: int [B, T] → logits [B, T, vocab]. dropout_gen drives dropout when training.
   Tensor forward(const Tensor& tokens, Generator& dropout_gen);
+  // Incremental decoding: tokens int [B, Tn] at positions cache.pos .. cache.pos + Tn − 1
+  // (a prompt when the cache is empty, else new tokens, fed one at a time) → their logits
+  // [B, Tn, vocab], equal to those rows of forward() over the whole sequence (to rounding:
+  // the test asks 1e-12 in float64). Evaluation mode, no gradients. std::invalid_argument
+  // past max_seq_len.
+  Tensor decode(const Tensor& tokens, DecodeCache& cache);
   const ModelConfig& config() const { return cfg_; }
   int64_t n_layers() const { return (int64_t)blocks_.size(); }
   Attention& attention(int64_t layer) { return blocks_.at(layer)->attention(); }

@@ -64,7 +64,10 @@ TEST_CASE("attn.impl: fused and maps give the same loss and parameter gradients 
       const auto fused = loss_and_grads(model_config(v->name, "fused", dt));
       const auto maps = loss_and_grads(model_config(v->name, "maps", dt));
       REQUIRE(fused.size() == maps.size());
-      const double tol = dt == DType::f64 ? 1e-11 : 2e-5;
+      // float32: the gate bias's gradient is one sum over every token and head that largely
+      // cancels, so its relative error is the rounding of the terms over a small result —
+      // 3.8e-5 on one machine's OpenBLAS kernels, 2e-5 on another's; 1e-4 bounds both.
+      const double tol = dt == DType::f64 ? 1e-11 : 1e-4;
       for (size_t k = 0; k < fused.size(); ++k) {
         CAPTURE(k);  // 0: the loss, then the parameters in registration order
         CHECK(norm_error(fused[k], maps[k]) <= tol);
