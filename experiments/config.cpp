@@ -3,13 +3,35 @@
 #include <algorithm>
 
 #include "autograd/errors.h"
+#include "experiments/train_data.h"
 #include "layers/attention.h"
 
 namespace mtalab {
 
-const std::vector<OptionSpec>& train_option_specs() {
+namespace {
+
+std::vector<std::string> task_names() {
+  std::vector<std::string> r;
+  for (const auto* t : TaskRegistry::list()) r.push_back(t->name);
+  return r;
+}
+
+// Every task's options, once each (two tasks may share an option only with the same spec).
+std::vector<OptionSpec> task_option_specs() {
+  std::vector<OptionSpec> r;
+  for (const auto* t : TaskRegistry::list())
+    for (const auto& o : t->options) {
+      auto same = std::find_if(r.begin(), r.end(), [&](const OptionSpec& x) { return x.name == o.name; });
+      if (same == r.end()) r.push_back(o);
+      else if (same->type_name() != o.type_name() || same->default_value != o.default_value)
+        throw std::logic_error("option " + o.name + " is declared differently by two tasks");
+    }
+  return r;
+}
+
+std::vector<OptionSpec> make_train_option_specs() {
   using S = OptionSpec;
-  static const std::vector<OptionSpec> specs = {
+  std::vector<OptionSpec> specs = {
       // the model
       S::String("model.attention", "softmax", "attention variant (see `mtalab variants`)"),
       S::Int("model.d_model", 128, "model width", 2, 1 << 16),
@@ -23,19 +45,12 @@ const std::vector<OptionSpec>& train_option_specs() {
       S::Bool("model.tie_embeddings", true, "output projection shares the token embedding"),
       S::String("model.dtype", "float32", "parameter and activation dtype", {"float32", "float64"}),
       // the data
-      S::String("data.task", "find_block", "what to learn: the paper's find-the-block task, or byte-level text",
-                {"find_block", "text"}),
+      S::String("data.task", "find_block", "what to learn (a registered task)", task_names()),
       S::String("data.path", "data/corpora/kjv.txt", "text file for data.task=text (setup.sh prepares the KJV Bible)"),
       S::String("data.val_path", "", "separate validation text (default: the last data.val_fraction of data.path)"),
       S::Float("data.val_fraction", 0.1, "share of data.path held out for validation", 0.0, 0.9),
       S::Int("data.seq_len", 256, "tokens per training window (data.task=text)", 1, 1 << 16),
       S::Bool("data.shuffle", true, "visit training windows in a seeded shuffled order (false: file order)"),
-      S::Int("task.block_len", 5, "find_block: letters per block (N)", 1, 25),
-      S::Int("task.query_len", 2, "find_block: query letters (L)", 1, 25),
-      S::Int("task.total_len", 64, "find_block: bytes per example, answer included", 4, 1 << 16),
-      S::String("task.answer", "all", "find_block: answer the whole target block, its first or last letter",
-                {"all", "first", "last"}),
-      S::Int("task.n_test", 512, "find_block: held-out test examples", 1, 1 << 24),
       // training
       S::Int("train.steps", 1000, "optimizer steps", 1, 1LL << 40),
       S::Int("train.batch_size", 32, "sequences per micro-batch", 1, 1 << 20),
@@ -67,6 +82,16 @@ const std::vector<OptionSpec>& train_option_specs() {
       // where
       S::String("run.out", "runs/default", "run directory: run.h5 (log) and checkpoint.h5"),
   };
+  const auto tasks = task_option_specs();
+  auto after_data = std::find_if(specs.begin(), specs.end(), [](const OptionSpec& o) { return o.name == "data.shuffle"; });
+  specs.insert(after_data + 1, tasks.begin(), tasks.end());
+  return specs;
+}
+
+}  // namespace
+
+const std::vector<OptionSpec>& train_option_specs() {
+  static const std::vector<OptionSpec> specs = make_train_option_specs();
   return specs;
 }
 
@@ -92,11 +117,7 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
   c.val_fraction = v.get_float("data.val_fraction");
   c.seq_len = v.get_int("data.seq_len");
   c.shuffle = v.get_bool("data.shuffle");
-  c.find_block.block_len = (int)v.get_int("task.block_len");
-  c.find_block.query_len = (int)v.get_int("task.query_len");
-  c.find_block.total_len = (int)v.get_int("task.total_len");
-  c.find_block.answer = parse_find_block_answer(v.get_string("task.answer"));
-  c.find_block.n_test = v.get_int("task.n_test");
+  c.options = v;
   c.steps = v.get_int("train.steps");
   c.batch_size = v.get_int("train.batch_size");
   c.grad_accum = v.get_int("train.grad_accum");
@@ -140,10 +161,9 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
   if (c.schedule.warmup >= c.steps && c.schedule.warmup > 0)
     throw InputError("option --train.warmup=" + std::to_string(c.schedule.warmup) + " must be below --train.steps=" +
                      std::to_string(c.steps));
-  if (c.find_block.query_len > c.find_block.block_len && c.task == "find_block")
-    throw InputError("option --task.query_len=" + std::to_string(c.find_block.query_len) +
-                     " exceeds --task.block_len=" + std::to_string(c.find_block.block_len));
-  m.max_seq_len = c.task == "text" ? c.seq_len : c.find_block.total_len - 1;
+  const TaskSpec& task = TaskRegistry::get(c.task);
+  if (task.check) task.check(v);
+  m.max_seq_len = task.seq_len(v);
   AttentionRegistry::get(m.attention);  // an unknown variant fails here, before any file is touched
   return c;
 }
@@ -172,15 +192,18 @@ void check_options_take_effect(const OptionValues& v, const OptionValues& a, con
     std::string because;
   };
   const std::string task = v.get_string("data.task"), opt = v.get_string("train.optimizer");
-  const bool text = task == "text";
+  const TaskSpec& spec = TaskRegistry::get(task);
+  auto declared = [&](const std::string& n) {
+    return std::any_of(spec.options.begin(), spec.options.end(), [&](const OptionSpec& o) { return o.name == n; });
+  };
+  auto reads = [&](const std::string& n) { return std::find(spec.uses.begin(), spec.uses.end(), n) != spec.uses.end(); };
   std::vector<Rule> rules;
   for (const auto& s : train_option_specs()) {
     if (starts_with(s.name, "task."))
-      rules.push_back({s.name, text, "--data.task is text (task.* options configure find_block)"});
-    if (starts_with(s.name, "data.") && s.name != "data.task")
-      rules.push_back({s.name, !text, "--data.task is find_block (data.* options configure text data)"});
+      rules.push_back({s.name, !declared(s.name), "--data.task is " + task + ", which has no such option"});
+    if ((starts_with(s.name, "data.") && s.name != "data.task") || s.name == "train.eval_max_batches")
+      rules.push_back({s.name, !reads(s.name), "--data.task is " + task + ", which does not read it"});
   }
-  rules.push_back({"train.eval_max_batches", !text, "--data.task is find_block, which evaluates all task.n_test examples"});
   rules.push_back({"train.momentum", opt == "adamw", "--train.optimizer is adamw (momentum is for sgd)"});
   for (const char* o : {"train.beta1", "train.beta2", "train.eps"})
     rules.push_back({o, opt == "sgd", "--train.optimizer is sgd (beta1, beta2 and eps are for adamw)"});

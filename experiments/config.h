@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "data/find_block.h"
 #include "experiments/optimizer.h"
 #include "layers/options.h"
 #include "layers/transformer.h"
@@ -15,12 +14,12 @@ namespace mtalab {
 
 struct TrainConfig {
   // what to learn
-  std::string task = "find_block";  // find_block | text
+  std::string task = "find_block";  // a registered task (experiments/train_data.h)
   std::string data_path, val_path;
   double val_fraction = 0.1;
   int64_t seq_len = 256;
   bool shuffle = true;
-  FindBlockConfig find_block;
+  OptionValues options;  // every value of train_option_specs(): tasks read their task.* here
   // the model
   ModelConfig model;
   // how
@@ -36,7 +35,8 @@ struct TrainConfig {
   std::string out_dir = "runs/default";
 };
 
-// Every non-attention option, with dotted names: model.*, data.*, task.*, train.*, run.*.
+// Every non-attention option, with dotted names: model.*, data.*, train.*, run.*, and the
+// task.* options of every registered task.
 const std::vector<OptionSpec>& train_option_specs();
 
 // Builds a TrainConfig from resolved values of train_option_specs() and the chosen

@@ -85,7 +85,7 @@ MemoryEstimate estimate_training_memory(const TrainConfig& c) {
   const double e = m.dtype == DType::f64 ? 8 : 4;
   const double V = (double)m.vocab_size, d = (double)m.d_model, L = (double)m.n_layers, H = (double)m.n_heads;
   const double F = (double)m.ffn_hidden_size();
-  const double T = (double)(c.task == "text" ? c.seq_len : c.find_block.total_len - 1);
+  const double T = (double)m.max_seq_len;  // the task's longest sequence
   // Token embedding (and an untied output), per block 4 attention and 3 SwiGLU matrices
   // and two norms, the final norm. The variants' own parameters are small beside these.
   const double P = V * d * (m.tie_embeddings ? 1 : 2) + L * (4 * d * d + 3 * d * F + 2 * d) + d;

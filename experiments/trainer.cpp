@@ -456,6 +456,7 @@ class Training {
     EvalResult r = data_->evaluate(*model_);
     model_->train(true);
     eval_tab_->append_row({(double)step_, r.loss, r.metric});
+    for (const EvalGrid& g : r.grids) log_grid(g);
     for (auto& name : model_->kernel_names())
       for (auto& [n, p] : params_)
         if (n == name) {
@@ -468,6 +469,13 @@ class Training {
     set_eval(step_, r.loss, r.metric);
     out_.line(fmt("eval  step %lld | loss %.4f | %s %.4f", (long long)step_, r.loss, data_->metric_name().c_str(),
                   r.metric));
+  }
+
+  // /eval_grids/<name> [rows, cols] per evaluation, with its axes as <name>_<axis>.
+  void log_grid(const EvalGrid& g) {
+    log_->snapshot("eval_grids", g.name, step_, {(int64_t)g.rows.size(), (int64_t)g.cols.size()}, g.values);
+    log_->write_array("/eval_grids/" + g.name + "_" + g.row_axis, {(int64_t)g.rows.size()}, g.rows);
+    log_->write_array("/eval_grids/" + g.name + "_" + g.col_axis, {(int64_t)g.cols.size()}, g.cols);
   }
 
   // checkpoint.h5 of the current step, unless the weights are no longer finite: then the

@@ -11,6 +11,8 @@ every run's row); this script reads those two files and each run.h5 and draws:
                            example's bytes as token labels (first finished run of the config)
   kernels_<config>.png     every learned attention kernel (key-query convolutions, head
                            mixing) as heatmaps over the evaluation steps
+  needle_<config>.png      the needle task's accuracy over its length x depth grid at the last
+                           evaluation, the mean over the configuration's runs (task needle)
   index.html               the report table and every figure, self-contained but for the PNGs
 
 Needs Debian's python3-matplotlib and python3-h5py (scripts/setup.sh installs them).
@@ -58,6 +60,14 @@ def load(path):
                 for k in f["kernels"]:
                     if not k.endswith("_steps"):
                         d["kernels"][k] = (np.asarray(f["kernels"][k][:]), np.asarray(f["kernels"][k + "_steps"][:]))
+            d["grids"] = {}
+            if "eval_grids" in f:
+                g = f["eval_grids"]
+                for k in g:
+                    if k + "_steps" in g:  # a snapshot; its axes are <k>_<axis>
+                        axes = sorted((a for a in g if a.startswith(k + "_") and a != k + "_steps"), key=len)
+                        d["grids"][k] = (np.asarray(g[k][:], dtype=float), np.asarray(g[k + "_steps"][:]),
+                                         {a[len(k) + 1:]: np.asarray(g[a][:]) for a in axes})
             return d
     except Exception as e:  # an unreadable log is a row in the report; here it is skipped
         print(f"plot: skipping {path}: {e}", file=sys.stderr)
@@ -180,6 +190,34 @@ def plot_kernels(config, d, out, max_steps=5, max_rows=12):
     return name
 
 
+def plot_grid(config, ds, name, out):
+    """Accuracy by length (rows) x depth (columns), mean over runs, at the last evaluation."""
+    finals = [d["grids"][name][0][-1] for d in ds]
+    shapes = {a.shape for a in finals}
+    if len(shapes) != 1:
+        return None
+    acc = np.mean(finals, axis=0)
+    _, steps, axes = ds[0]["grids"][name]
+    lengths, depths = axes.get("length", np.arange(acc.shape[0])), axes.get("depth", np.arange(acc.shape[1]))
+    fig, ax = plt.subplots(figsize=(1.1 * len(depths) + 2.5, 0.6 * len(lengths) + 1.8))
+    im = ax.imshow(acc, cmap="viridis", vmin=0, vmax=1, aspect="auto", origin="lower")
+    for i in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            ax.text(j, i, f"{acc[i, j]:.2f}", ha="center", va="center", color="w" if acc[i, j] < 0.6 else "k", fontsize=9)
+    ax.set_xticks(range(len(depths)), [f"{x:g}" for x in depths])
+    ax.set_yticks(range(len(lengths)), [f"{int(x)}" for x in lengths])
+    ax.set_xlabel("depth of the asked needle")
+    ax.set_ylabel("length (bytes)")
+    fig.colorbar(im, ax=ax, label="exact-match accuracy")
+    ax.set_title(f"{config}: needle accuracy at step {int(steps[-1])} ({len(ds)} run{'s' if len(ds) > 1 else ''})",
+                 fontsize=10)
+    fig.tight_layout()
+    fname = f"needle_{safe_name(config)}.png"
+    fig.savefig(os.path.join(out, fname), dpi=80)
+    plt.close(fig)
+    return fname
+
+
 def report_html(out):
     path = os.path.join(out, "report.csv")
     if not os.path.exists(path):
@@ -230,6 +268,11 @@ def main():
             name = plot_kernels(config, d, out)
             if name:
                 figures.append((f"Learned kernels: {config}", name))
+        ds = [data[l] for l in logs if data[l] and "needle_accuracy" in data[l]["grids"]]
+        if ds:
+            name = plot_grid(config, ds, "needle_accuracy", out)
+            if name:
+                figures.append((f"Needle accuracy by length and depth: {config}", name))
     title = html.escape(sys.argv[2] if len(sys.argv) > 2 else "mtalab runs")
     body = [f"<h1>{title}</h1>", report_html(out)]
     for caption, name in figures:
