@@ -50,17 +50,20 @@ Tensor kq_conv_last_row(const Tensor& rows, const Tensor& kernel, KqPad pad) {
     throw std::invalid_argument("kq_conv_last_row: rows " + shape_str(rows.shape()) + " do not match kernel " +
                                 shape_str(kernel.shape()) + " (expected [B, H, c_q, L] for a kernel [H, c_q, c_k])");
   // out[j] = sum_{a, c} kernel[a, c] * x~[a, j − p + c]: pad the keys with zeros (x~ reads 0
-  // outside the map), stack the c_k shifted copies and contract (a, c) with the kernel.
+  // outside the map), then add up the c_k shifted copies weighted by their kernel column.
   TensorList parts;
   if (p > 0) parts.push_back(zeros({B, H, cq, p}, rows.options()));
   parts.push_back(rows);
   if (ck - 1 - p > 0) parts.push_back(zeros({B, H, cq, ck - 1 - p}, rows.options()));
   Tensor padded = parts.size() == 1 ? rows : concat(parts, 3);
-  TensorList shifted;
-  for (int64_t c = 0; c < ck; ++c) shifted.push_back(slice(padded, 3, c, c + L));
-  Tensor stacked = concat(shifted, 2);                                                     // [B, H, ck·cq, L], index c·cq + a
-  Tensor taps = reshape(contiguous(permute(kernel, {0, 2, 1})), {H, ck * cq, 1});         // same index
-  return reshape(sum(mul(stacked, taps), {2}), {B, H, 1, L});
+  // One key shift at a time keeps each product [B, H, c_q, L] small (a stack of all c_k
+  // shifts would be c_k times that and fall out of cache at long contexts).
+  Tensor acc;
+  for (int64_t c = 0; c < ck; ++c) {
+    Tensor term = mul(slice(padded, 3, c, c + L), reshape(contiguous(slice(kernel, 2, c, c + 1)), {H, cq, 1}));
+    acc = acc.defined() ? add(acc, term) : term;
+  }
+  return reshape(sum(acc, {2}), {B, H, 1, L});
 }
 
 Tensor head_mix_rows(const Tensor& x, const Tensor& mix) {

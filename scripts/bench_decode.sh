@@ -16,6 +16,6 @@ scripts/setup.sh >/dev/null
 BUILD_DIR=$BUILD_DIR scripts/build.sh --target bench_decode >/dev/null
 {
   echo "# scripts/bench_decode.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), OMP_NUM_THREADS=$OMP_NUM_THREADS, mean of $STEPS cached tokens, median of 3 recomputations"
-  echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc) CPUs); model d=128, 4 layers, 4 heads; ms per new token at each context"
+  echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc --all) CPUs); model d=128, 4 layers, 4 heads; ms per new token at each context"
   for att in softmax mta; do "$BUILD_DIR/bench_decode" --attention $att --contexts "$CONTEXTS" --steps "$STEPS"; echo; done
 } | tee ${SAVE:+"$SAVE"}
