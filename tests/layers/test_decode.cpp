@@ -7,9 +7,30 @@
 #include <cmath>
 #include <memory>
 
+#include "layers/attention.h"
 #include "layers/transformer.h"
 
 using namespace mtalab;
+
+namespace {
+
+// A variant without a decode of its own: Attention::decode's fallback reruns its forward.
+class NoDecodeAttention final : public Attention {
+ public:
+  using Attention::Attention;
+  Tensor forward(const Tensor& x, const Rope& rope, Generator& g) override {
+    Tensor q, k, v;
+    project_qkv(x, rope, q, k, v);
+    return output(attend(q, k, v, 0.3, {}, g));
+  }
+};
+
+}  // namespace
+
+MTALAB_REGISTER_ATTENTION(test_no_decode, "test only: softmax attention without its own decode", {},
+                          [](const AttentionConfig& c, const OptionValues&) {
+                            return std::make_shared<NoDecodeAttention>(c);
+                          });
 
 namespace {
 
@@ -26,6 +47,7 @@ struct Case {
 // query reach (c_q = 7 > most prompts here).
 const std::vector<Case> kCases = {
     {"softmax", {}},
+    {"test_no_decode", {}},
     {"temperature", {{"init", "0.7"}}},
     {"diff", {}},
     {"talking_heads", {}},
