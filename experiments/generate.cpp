@@ -34,7 +34,7 @@ int64_t choose_token(const std::vector<double>& logits, const GenerateOptions& o
 
 namespace {
 
-Tensor token_tensor(const std::vector<int64_t>& t, size_t begin, Device dev) {
+Tensor window_tensor(const std::vector<int64_t>& t, size_t begin, Device dev) {
   std::vector<int32_t> w(t.begin() + (std::ptrdiff_t)begin, t.end());
   return from_vector<int32_t>(w, {1, (int64_t)w.size()}, {DType::i32, dev});
 }
@@ -48,12 +48,12 @@ Tensor next_logits(Transformer& model, const std::vector<int64_t>& tokens, bool 
   Tensor logits;
   if (!use_cache) {
     Generator unused(0);
-    logits = model.forward(token_tensor(tokens, start, dev), unused);
+    logits = model.forward(window_tensor(tokens, start, dev), unused);
   } else if (cache.pos > 0 && cache.pos + 1 == n && n <= context) {
-    logits = model.decode(token_tensor(tokens, (size_t)(n - 1), dev), cache);
+    logits = model.decode(window_tensor(tokens, (size_t)(n - 1), dev), cache);
   } else {
     cache = DecodeCache{};
-    logits = model.decode(token_tensor(tokens, start, dev), cache);
+    logits = model.decode(window_tensor(tokens, start, dev), cache);
   }
   const int64_t T = logits.size(1);
   return slice(logits, 1, T - 1, T);

@@ -22,7 +22,6 @@ struct LayerCache {
   int64_t pos = 0;
   std::map<std::string, Tensor> t;
   Tensor& operator[](const std::string& name) { return t[name]; }
-  bool has(const std::string& name) const { return t.count(name) && t.at(name).defined(); }
   int64_t bytes() const;
 };
 
