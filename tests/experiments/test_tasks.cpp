@@ -9,6 +9,7 @@
 #include "experiments/config.h"
 #include "experiments/run_log.h"
 #include "experiments/train_data.h"
+#include "png_util.h"
 #include "process_util.h"
 
 using namespace mtalab;
@@ -75,6 +76,9 @@ TEST_CASE("tasks: the needle task logs its accuracy grid at every evaluation, an
   const ProcResult p = run_mtalab(d.path, "plot r --out plots");
   CAPTURE(p.err);
   REQUIRE(p.code == 0);
-  CHECK(fs::file_size(d.path / "plots/needle_r.png") > 5000);
+  const auto [w, h] = png_size(bytes_of((d.path / "plots/needle_r.png").string()));
+  CHECK(w >= 300);
+  CHECK(h >= 150);
+  CHECK(colours(d.path / "plots/needle_r.png") > 16);  // drawn, not blank
   CHECK(bytes_of((d.path / "plots/index.html").string()).find("needle_r.png") != std::string::npos);
 }
