@@ -22,7 +22,7 @@
 
 #include "autograd/kernels.h"
 #include "autograd/ops.h"
-#include "experiments/optimizer.h"
+#include "experiments/train/optimizer.h"
 #include "layers/attention.h"
 #include "layers/transformer.h"
 

@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "experiments/checkpoint_file.h"
-#include "experiments/config.h"
-#include "experiments/run_log.h"
-#include "experiments/train_data.h"
-#include "experiments/trainer.h"
+#include "experiments/run/checkpoint_file.h"
+#include "experiments/train/config.h"
+#include "experiments/run/run_log.h"
+#include "experiments/tasks/train_data.h"
+#include "experiments/train/trainer.h"
 #include "layers/attention.h"
 #include "test_util.h"
 

@@ -13,7 +13,7 @@
 #include <sstream>
 #include <thread>
 
-#include "experiments/run_log.h"
+#include "experiments/run/run_log.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

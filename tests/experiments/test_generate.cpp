@@ -8,7 +8,7 @@
 
 #include "autograd/errors.h"
 #include "autograd/ops.h"
-#include "experiments/generate.h"
+#include "experiments/commands/generate.h"
 #include "layers/attention.h"
 #include "process_util.h"
 

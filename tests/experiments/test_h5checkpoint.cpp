@@ -12,9 +12,9 @@
 #include <sstream>
 
 #include "autograd/errors.h"
-#include "experiments/atomic_file.h"
-#include "experiments/checkpoint_file.h"
-#include "experiments/run_log.h"
+#include "experiments/run/atomic_file.h"
+#include "experiments/run/checkpoint_file.h"
+#include "experiments/run/run_log.h"
 #include "test_util.h"
 
 using namespace mtalab;

@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "experiments/checkpoint_file.h"
-#include "experiments/run_log.h"
+#include "experiments/run/checkpoint_file.h"
+#include "experiments/run/run_log.h"
 #include "process_util.h"
 #include "test_util.h"
 

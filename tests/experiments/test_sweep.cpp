@@ -8,9 +8,9 @@
 #include <fstream>
 
 #include "autograd/errors.h"
-#include "experiments/run_log.h"
-#include "experiments/sweep.h"
-#include "experiments/sweep_spec.h"
+#include "experiments/run/run_log.h"
+#include "experiments/commands/sweep.h"
+#include "experiments/commands/sweep_spec.h"
 #include "process_util.h"
 
 using namespace mtalab;

@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "experiments/config.h"
-#include "experiments/run_log.h"
-#include "experiments/train_data.h"
+#include "experiments/train/config.h"
+#include "experiments/run/run_log.h"
+#include "experiments/tasks/train_data.h"
 #include "png_util.h"
 #include "process_util.h"
 

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "experiments/checkpoint_file.h"
-#include "experiments/config.h"
-#include "experiments/optimizer.h"
-#include "experiments/run_log.h"
-#include "experiments/trainer.h"
+#include "experiments/run/checkpoint_file.h"
+#include "experiments/train/config.h"
+#include "experiments/train/optimizer.h"
+#include "experiments/run/run_log.h"
+#include "experiments/train/trainer.h"
 #include "gradcheck.h"
 #include "layers/attention.h"
 #include "layers/transformer.h"

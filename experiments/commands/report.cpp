@@ -1,0 +1,457 @@
+#include "experiments/commands/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <regex>
+
+#include "autograd/errors.h"
+#include "experiments/run/run_lock.h"
+#include "experiments/run/run_log.h"
+#include "experiments/commands/sweep.h"
+
+namespace mtalab {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Opt = std::optional<double>;
+
+// What one run's log says.
+struct RunRecord {
+  std::string name, attention = "-", metric, status, group;  // group: set for a sweep's runs
+  std::string log;                                           // its run.h5
+  bool finished = false, readable = true;
+  int64_t seed = 0;
+  Opt params, steps, tokens, train, eval, value, tps, wall, peak;
+  std::string config_key;  // the options that define the configuration (all but seed and run.*)
+};
+
+Opt last_of(const std::vector<double>& v) { return v.empty() ? Opt{} : Opt{v.back()}; }
+
+std::string str_attr(const RunLog& log, const std::string& name) {
+  auto v = log.find_attr(name);
+  return v && std::holds_alternative<std::string>(*v) ? std::get<std::string>(*v) : "";
+}
+
+Opt num_attr(const RunLog& log, const std::string& name) {
+  auto v = log.find_attr(name);
+  if (v && std::holds_alternative<int64_t>(*v)) return (double)std::get<int64_t>(*v);
+  if (v && std::holds_alternative<double>(*v)) return std::get<double>(*v);
+  return std::nullopt;
+}
+
+// What happened to the run: the log's status, and for one that says it is running, whether
+// a live process still holds its directory (one killed by SIGKILL does not).
+std::string status_of(const RunLog& log, const std::string& dir, int64_t last_step, bool has_final) {
+  const std::string s = str_attr(log, "status");
+  const int64_t at = (int64_t)num_attr(log, "status_step").value_or((double)last_step);
+  if (s == "finished" || (s.empty() && has_final)) return "finished";
+  if (s == "diverged") return "diverged at " + std::to_string((int64_t)num_attr(log, "diverged_step").value_or(at));
+  if (s == "interrupted") return "interrupted at " + std::to_string(at);
+  if (run_lock_holder(dir)) return "running";
+  return "interrupted at " + std::to_string(last_step);  // killed: the rows end there
+}
+
+// The options that make runs one configuration: everything but the seed, where the run
+// was written and how many threads it used.
+std::string config_key(const RunLog& log) {
+  std::string key;
+  for (const auto& [k, v] : log.attrs()) {
+    if (!std::holds_alternative<std::string>(v)) continue;
+    const bool option = k.find('.') != std::string::npos;
+    if (!option || k == "train.seed" || k == "train.threads" || k.rfind("run.", 0) == 0) continue;
+    key += k + "=" + std::get<std::string>(v) + "\n";
+  }
+  return key;
+}
+
+RunRecord read_record(const std::string& log_path, const std::string& name) {
+  RunRecord r;
+  r.name = name;
+  r.log = log_path;
+  RunLog log = RunLog::open_read(log_path);
+  r.attention = str_attr(log, "model.attention");
+  r.params = num_attr(log, "parameter_count");
+  r.seed = (int64_t)num_attr(log, "seed").value_or(0);
+  r.metric = str_attr(log, "metric");
+  r.config_key = config_key(log);
+  const auto tables = log.table_names();
+  auto has = [&](const char* t) { return std::find(tables.begin(), tables.end(), t) != tables.end(); };
+  if (has("train")) {
+    r.steps = last_of(log.column("train", "step"));
+    r.train = last_of(log.column("train", "loss"));
+    r.wall = last_of(log.column("train", "elapsed_s"));
+  }
+  if (has("eval")) {
+    r.eval = last_of(log.column("eval", "loss"));
+    if (!r.metric.empty()) r.value = last_of(log.column("eval", r.metric));
+  }
+  const auto fin = log.finals();
+  r.status = status_of(log, fs::path(log_path).parent_path().string(), (int64_t)r.steps.value_or(0), !fin.empty());
+  r.finished = r.status == "finished";
+  if (r.finished) {  // the run's own summary
+    auto get = [&](const std::string& k) { return fin.count(k) ? Opt{fin.at(k)} : Opt{}; };
+    r.steps = get("steps");
+    r.train = get("train_loss");
+    r.eval = get("eval_loss");
+    r.value = get(r.metric);
+    r.wall = get("wall_s");
+    r.tps = get("tokens_per_s");
+    r.tokens = get("tokens_seen");
+  }
+  if (auto per = num_attr(log, "tokens_per_step"); per && r.steps && !r.tokens) r.tokens = *per * *r.steps;
+  if (r.tokens && r.wall && *r.wall > 0 && !r.tps) r.tps = *r.tokens / *r.wall;
+  r.peak = num_attr(log, "peak_rss_mib");
+  return r;
+}
+
+RunRecord unreadable(const std::string& name, const std::string& why) {
+  RunRecord r;
+  r.name = name;
+  r.status = "unreadable: " + why;
+  r.readable = false;
+  return r;
+}
+
+std::string name_of(const std::string& path) {
+  std::string name = fs::path(path).parent_path().filename().string();
+  return name.empty() ? path : name;
+}
+
+// The records of one input: a run log, a run directory, or a sweep directory's runs.
+std::vector<RunRecord> read_input(const std::string& input) {
+  std::error_code ec;
+  if (fs::is_directory(input, ec) && fs::exists(sweep_manifest_path(input), ec)) {
+    std::vector<RunRecord> out;
+    for (const auto& m : read_sweep_manifest(input)) {
+      const std::string log = (fs::path(input) / m.name / "run.h5").string();
+      RunRecord r;
+      if (fs::exists(log, ec)) {
+        try {
+          r = read_record(log, m.name);
+        } catch (const std::exception& e) {
+          r = unreadable(m.name, e.what());
+        }
+      } else {
+        r.name = m.name;
+        r.seed = m.seed;
+        r.status = m.status == "failed" ? "failed (exit " + std::to_string(m.exit_code) + ", see " + m.log + ")"
+                                        : "not started";
+      }
+      r.group = "sweep " + input + "\n" + m.configuration;
+      out.push_back(r);
+    }
+    return out;
+  }
+  const std::string path = fs::is_directory(input, ec) ? (fs::path(input) / "run.h5").string() : input;
+  try {
+    return {read_record(path, name_of(path))};
+  } catch (const std::exception& e) {
+    return {unreadable(name_of(path), e.what())};
+  }
+}
+
+struct Group {
+  std::string name;
+  std::vector<RunRecord> runs;
+};
+
+// Runs with the same options but the seed form one configuration, in the order first met;
+// a second run with a seed already in the group is a repetition, not a seed: its own row.
+std::vector<Group> group_runs(const std::vector<RunRecord>& records) {
+  std::vector<Group> groups;
+  std::vector<std::string> keys;
+  for (const auto& r : records) {
+    const std::string key = !r.group.empty() ? r.group : r.readable && !r.config_key.empty() ? r.config_key : "";
+    size_t g = groups.size();
+    if (!key.empty())
+      for (size_t i = 0; i < groups.size(); ++i)
+        if (keys[i] == key && std::none_of(groups[i].runs.begin(), groups[i].runs.end(),
+                                           [&](const RunRecord& o) { return o.seed == r.seed; }))
+          g = i;
+    if (g == groups.size()) {
+      groups.push_back({});
+      keys.push_back(key);
+    }
+    groups[g].runs.push_back(r);
+  }
+  static const std::regex seed_suffix("[,_-]?seed[=_-]?[0-9]+$");
+  for (size_t i = 0; i < groups.size(); ++i) {
+    Group& g = groups[i];
+    if (!g.runs.front().group.empty()) {
+      g.name = g.runs.front().group.substr(g.runs.front().group.find('\n') + 1);
+    } else {
+      g.name = g.runs.front().name;
+      const std::string stripped = std::regex_replace(g.name, seed_suffix, "");
+      if (g.runs.size() > 1 && !stripped.empty()) g.name = stripped;
+    }
+  }
+  return groups;
+}
+
+struct Stat {
+  Opt mean, std;
+  std::vector<double> values;
+};
+
+Stat stat(const std::vector<const RunRecord*>& runs, Opt RunRecord::*field) {
+  Stat s;
+  for (const auto* r : runs)
+    if ((r->*field) && std::isfinite(*(r->*field))) s.values.push_back(*(r->*field));
+  if (s.values.empty()) return s;
+  double sum = 0;
+  for (double v : s.values) sum += v;
+  s.mean = sum / (double)s.values.size();
+  if (s.values.size() > 1) {
+    double ss = 0;
+    for (double v : s.values) ss += (v - *s.mean) * (v - *s.mean);
+    s.std = std::sqrt(ss / (double)(s.values.size() - 1));
+  }
+  return s;
+}
+
+std::string fmt(Opt v, const char* f) {
+  if (!v || !std::isfinite(*v)) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, *v);
+  return buf;
+}
+
+// One configuration's summary over the runs its values come from.
+struct Summary {
+  std::string name, attention = "-", n, metric = "-", status;
+  Stat params, steps, tokens, train, eval, value, tps, wall, peak;
+  Opt d_value, d_eval;
+};
+
+std::string status_counts(const std::vector<RunRecord>& runs) {
+  std::map<std::string, int> count;
+  std::vector<std::string> order;
+  for (const auto& r : runs) {
+    const std::string& s = r.status;
+    if (count[s]++ == 0) order.push_back(s);
+  }
+  if (order.size() == 1) return order.front();  // all alike: "finished", not "3 finished"
+  std::string out;
+  for (const auto& s : order) out += (out.empty() ? "" : ", ") + std::to_string(count[s]) + " " + s;
+  return out;
+}
+
+Summary summarize(const std::string& name, const std::vector<RunRecord>& runs) {
+  Summary s;
+  s.name = name;
+  std::vector<const RunRecord*> use;
+  for (const auto& r : runs)
+    if (r.finished) use.push_back(&r);
+  const size_t finished = use.size();
+  if (use.empty() && runs.size() == 1) use.push_back(&runs.front());  // a lone unfinished run: its last values
+  for (const auto& r : runs)
+    if (r.readable && !r.attention.empty() && r.attention != "-") s.attention = r.attention;
+  for (const auto& r : runs)
+    if (!r.metric.empty()) s.metric = r.metric;
+  s.n = finished == runs.size() ? std::to_string(runs.size()) : std::to_string(finished) + "/" + std::to_string(runs.size());
+  s.params = stat(use, &RunRecord::params);
+  s.steps = stat(use, &RunRecord::steps);
+  s.tokens = stat(use, &RunRecord::tokens);
+  s.train = stat(use, &RunRecord::train);
+  s.eval = stat(use, &RunRecord::eval);
+  s.value = stat(use, &RunRecord::value);
+  s.tps = stat(use, &RunRecord::tps);
+  s.wall = stat(use, &RunRecord::wall);
+  s.peak = stat(use, &RunRecord::peak);
+  s.status = status_counts(runs);
+  return s;
+}
+
+Summary of_run(const RunRecord& r) {
+  Summary s = summarize(r.name, {r});
+  s.n = "seed=" + std::to_string(r.seed);
+  return s;
+}
+
+// "0.2812±0.0120" (one run: "0.2812"): no blank inside, so the table splits on blanks.
+std::string pm(const Stat& s, const char* f, const char* sep = "±") {
+  std::string out = fmt(s.mean, f);
+  if (s.std) out += sep + fmt(s.std, f);
+  return out;
+}
+
+std::string signed_fmt(Opt v) {
+  if (!v) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%+.4f", *v);
+  return buf;
+}
+
+struct Cells {
+  std::vector<std::string> c;
+};
+
+Cells cells(const Summary& s, bool deltas, const char* sep) {
+  Cells out;
+  out.c = {s.name, s.attention, s.n, fmt(s.params.mean, "%.0f"), fmt(s.steps.mean, "%.0f"), fmt(s.tokens.mean, "%.3g"),
+           pm(s.train, "%.4f", sep), pm(s.eval, "%.4f", sep), s.metric, pm(s.value, "%.4f", sep),
+           fmt(s.tps.mean, "%.0f"), pm(s.wall, "%.1f", sep), fmt(s.peak.mean, "%.0f")};
+  if (deltas) {
+    out.c.push_back(signed_fmt(s.d_value));
+    out.c.push_back(signed_fmt(s.d_eval));
+  }
+  out.c.push_back(s.status);
+  return out;
+}
+
+std::vector<std::string> header(bool deltas) {
+  std::vector<std::string> h{"run",        "attention", "n",      "params", "steps", "tokens", "train_loss",
+                             "eval_loss",  "metric",    "value",  "tok/s",  "wall_s", "peak_MiB"};
+  if (deltas) {
+    h.push_back("Δvalue");
+    h.push_back("Δeval");
+  }
+  h.push_back("status");
+  return h;
+}
+
+size_t display_width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string text_table(const std::vector<Cells>& rows) {
+  std::vector<size_t> w(rows.front().c.size(), 0);
+  for (const auto& r : rows)
+    for (size_t i = 0; i + 1 < r.c.size(); ++i) w[i] = std::max(w[i], display_width(r.c[i]));
+  std::string out;
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.c.size(); ++i) {
+      const bool left = i <= 1 || i == 8;  // names and the metric's name
+      const std::string pad(i + 1 < r.c.size() ? w[i] - display_width(r.c[i]) : 0, ' ');
+      out += left ? r.c[i] + pad : pad + r.c[i];
+      if (i + 1 < r.c.size()) out += "  ";
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+std::string markdown_table(const std::vector<Cells>& rows) {
+  std::string out;
+  for (size_t k = 0; k < rows.size(); ++k) {
+    out += "|";
+    for (const auto& c : rows[k].c) out += " " + c + " |";
+    out += "\n";
+    if (k == 0) {
+      out += "|";
+      for (size_t i = 0; i < rows[k].c.size(); ++i) out += (i <= 1 || i == 8 || i + 1 == rows[k].c.size()) ? "---|" : "---:|";
+      out += "\n";
+    }
+  }
+  return out;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+std::string join_values(const std::vector<double>& v) {
+  std::string out;
+  for (double x : v) out += (out.empty() ? "" : ";") + fmt(x, "%.6g");
+  return out;
+}
+
+// CSV keeps every number apart: means, standard deviations and the per-seed values.
+std::string csv_table(const std::vector<std::pair<std::string, Summary>>& rows, bool deltas) {
+  std::string out =
+      "level,run,attention,n,params,steps,tokens,train_loss,train_loss_std,eval_loss,eval_loss_std,metric,value,"
+      "value_std,value_per_seed,tokens_per_s,wall_s,wall_s_std,peak_rss_mib";
+  if (deltas) out += ",delta_value,delta_eval_loss";
+  out += ",status\n";
+  for (const auto& [level, s] : rows) {
+    std::vector<std::string> f{level, s.name, s.attention, s.n, fmt(s.params.mean, "%.0f"), fmt(s.steps.mean, "%.0f"),
+                               fmt(s.tokens.mean, "%.0f"), fmt(s.train.mean, "%.6g"), fmt(s.train.std, "%.6g"),
+                               fmt(s.eval.mean, "%.6g"), fmt(s.eval.std, "%.6g"), s.metric, fmt(s.value.mean, "%.6g"),
+                               fmt(s.value.std, "%.6g"), join_values(s.value.values), fmt(s.tps.mean, "%.1f"),
+                               fmt(s.wall.mean, "%.2f"), fmt(s.wall.std, "%.2f"), fmt(s.peak.mean, "%.1f")};
+    if (deltas) {
+      f.push_back(fmt(s.d_value, "%.6g"));
+      f.push_back(fmt(s.d_eval, "%.6g"));
+    }
+    f.push_back(s.status);
+    for (size_t i = 0; i < f.size(); ++i) out += (i ? "," : "") + csv_field(f[i]);
+    out += "\n";
+  }
+  return out;
+}
+
+std::vector<RunRecord> read_inputs(const std::vector<std::string>& inputs, int* unreadable) {
+  std::vector<RunRecord> records;
+  for (const auto& input : inputs)
+    for (auto& r : read_input(input)) {
+      *unreadable += r.readable ? 0 : 1;
+      records.push_back(std::move(r));
+    }
+  return records;
+}
+
+}  // namespace
+
+std::vector<ReportRun> report_runs(const std::vector<std::string>& inputs) {
+  int unreadable = 0;
+  std::vector<ReportRun> out;
+  for (const auto& g : group_runs(read_inputs(inputs, &unreadable)))
+    for (const auto& r : g.runs)
+      if (r.readable && !r.log.empty()) out.push_back({g.name, r.name, r.log, r.status});
+  return out;
+}
+
+Report format_report(const std::vector<std::string>& inputs, const ReportOptions& options) {
+  Report out;
+  const auto groups = group_runs(read_inputs(inputs, &out.unreadable));
+  std::vector<Summary> summaries;
+  for (const auto& g : groups) summaries.push_back(summarize(g.name, g.runs));
+  const bool deltas = !options.baseline.empty();
+  if (deltas) {
+    auto base = std::find_if(summaries.begin(), summaries.end(), [&](const Summary& s) { return s.name == options.baseline; });
+    if (base == summaries.end()) {
+      std::string names;
+      for (const auto& s : summaries) names += (names.empty() ? "" : ", ") + s.name;
+      throw InputError("--baseline '" + options.baseline + "' is none of the configurations (" + names + ")");
+    }
+    const Summary b = *base;
+    for (auto& s : summaries) {
+      if (s.value.mean && b.value.mean) s.d_value = *s.value.mean - *b.value.mean;
+      if (s.eval.mean && b.eval.mean) s.d_eval = *s.eval.mean - *b.eval.mean;
+    }
+  }
+  std::vector<std::pair<std::string, Summary>> rows;  // (level, summary)
+  for (size_t i = 0; i < groups.size(); ++i) {
+    rows.emplace_back("configuration", summaries[i]);
+    if (options.per_seed && groups[i].runs.size() > 1)
+      for (const auto& r : groups[i].runs) {
+        Summary s = of_run(r);
+        s.name = "  " + s.name;
+        rows.emplace_back("run", s);
+      }
+  }
+  using F = ReportOptions::Format;
+  if (options.format == F::csv) {
+    for (auto& [level, s] : rows)
+      if (level == "run") s.name = s.name.substr(2);
+    out.table = csv_table(rows, deltas);
+    return out;
+  }
+  std::vector<Cells> cs;
+  cs.push_back({header(deltas)});
+  for (const auto& [level, s] : rows) cs.push_back(cells(s, deltas, options.format == F::markdown ? " ± " : "±"));
+  out.table = options.format == F::markdown ? markdown_table(cs) : text_table(cs);
+  return out;
+}
+
+}  // namespace mtalab

@@ -1,0 +1,500 @@
+#include "experiments/commands/sweep.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "autograd/errors.h"
+#include "experiments/run/atomic_file.h"
+#include "experiments/run/run_lock.h"
+#include "experiments/run/run_log.h"
+
+namespace mtalab {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+volatile sig_atomic_t g_signals = 0;
+void on_stop_signal(int) { g_signals = g_signals + 1; }
+
+// SIGINT/SIGTERM reach the sweep alone (each run has its own process group): the first is
+// forwarded to every run as one SIGTERM (they stop after their step, checkpointed), a
+// second as SIGINT (they exit promptly). No SA_RESTART, so waitpid returns to look.
+void install_sweep_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  g_signals = 0;
+}
+
+std::string hms(double s) {
+  char buf[32];
+  const long t = (long)(s + 0.5);
+  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  return buf;
+}
+
+// What to do with one run, from what its directory and the last manifest say.
+struct Plan {
+  enum Kind { start, resume, restart, done, skip } kind = start;
+  std::string why;  // for done/skip, and for resume/restart
+};
+
+Plan plan_run(const std::string& dir, int64_t steps, const ManifestRow* before, bool retry) {
+  const std::string log = (fs::path(dir) / "run.h5").string();
+  std::error_code ec;
+  const bool has_ckpt = fs::exists(fs::path(dir) / "checkpoint.h5", ec);
+  if (auto holder = run_lock_holder(dir)) return {Plan::skip, "busy: held by " + *holder};
+  if (!fs::exists(log, ec)) {
+    if (before && before->status == "failed")
+      return retry ? Plan{Plan::restart, "retrying (failed before with exit " + std::to_string(before->exit_code) + ")"}
+                   : Plan{Plan::skip, "failed before with exit " + std::to_string(before->exit_code) +
+                                          " (see " + before->log + "; --retry-failed runs it again)"};
+    return has_ckpt ? Plan{Plan::restart, "a checkpoint without a run log: started again"} : Plan{Plan::start, ""};
+  }
+  std::string status;
+  int64_t final_steps = -1;
+  try {
+    RunLog l = RunLog::open_read(log);
+    auto s = l.find_attr("status");
+    if (s && std::holds_alternative<std::string>(*s)) status = std::get<std::string>(*s);
+    const auto fin = l.finals();
+    if (fin.count("steps")) final_steps = (int64_t)fin.at("steps");
+  } catch (const std::exception& e) {
+    return retry ? Plan{Plan::restart, std::string("retrying (unreadable log: ") + e.what() + ")"}
+                 : Plan{Plan::skip, std::string("unreadable log: ") + e.what() + " (--retry-failed starts it again)"};
+  }
+  if (status == "finished" || (status.empty() && final_steps >= 0)) {
+    if (final_steps >= steps) return {Plan::done, "finished"};
+    return {Plan::resume, "extended from " + std::to_string(final_steps) + " to " + std::to_string(steps) + " steps"};
+  }
+  if (status == "diverged")
+    return retry ? Plan{Plan::restart, "retrying (diverged)"}
+                 : Plan{Plan::skip, "diverged (--retry-failed starts it again)"};
+  if (before && before->status == "failed" && !retry)
+    return {Plan::skip, "failed before with exit " + std::to_string(before->exit_code) + " (see " + before->log +
+                            "; --retry-failed runs it again)"};
+  if (has_ckpt) return {Plan::resume, "resumed from its checkpoint"};
+  return {Plan::restart, "started again (stopped before its first checkpoint)"};
+}
+
+std::string status_for_exit(int code) {
+  if (code == 0) return "finished";
+  if (code == 3) return "diverged";
+  if (code == 130) return "interrupted";
+  return "failed";
+}
+
+// "eval_loss 1.2345 | error_rate 0.1000" from a finished run's log.
+std::string outcome_of(const std::string& dir) {
+  try {
+    RunLog l = RunLog::open_read((fs::path(dir) / "run.h5").string());
+    const auto fin = l.finals();
+    std::string metric;
+    if (auto m = l.find_attr("metric"); m && std::holds_alternative<std::string>(*m)) metric = std::get<std::string>(*m);
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "eval_loss %.4f | %s %.4f", fin.count("eval_loss") ? fin.at("eval_loss") : NAN,
+                  metric.c_str(), fin.count(metric) ? fin.at(metric) : NAN);
+    return buf;
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+std::vector<std::string> varied_options(const SweepSpec& spec) {
+  std::vector<std::string> out;
+  for (const auto& a : spec.axes) out.push_back(a.option);
+  std::set<std::string> seen(out.begin(), out.end());
+  for (const auto& c : spec.configurations)
+    for (const auto& [k, v] : c.options)
+      if (seen.insert(k).second) out.push_back(k);
+  return out;
+}
+
+class Sweep {
+ public:
+  explicit Sweep(const SweepRequest& req) : req_(req), varied_(varied_options(req.spec)) {}
+
+  SweepResult run() {
+    threads_ = sweep_threads_per_job(req_.jobs, requested_threads(), available_cores());
+    validate_all();
+    if (req_.dry_run) return dry_run();
+    lock_ = RunLock::acquire(req_.spec.out, "mtalab sweep");
+    fs::create_directories(fs::path(req_.spec.out) / "logs");
+    const std::string ini = sweep_spec_text(req_.spec);
+    replace_file((fs::path(req_.spec.out) / "sweep.ini").string(), ini.data(), ini.size());
+    load_manifest();
+    wait_for_earlier_runs();
+    plan_all();
+    install_sweep_handlers();
+    schedule();
+    write_manifest();
+    print_summary();
+    return result_;
+  }
+
+ private:
+  struct Job {
+    size_t run;
+    pid_t pid;
+    Clock::time_point start;
+  };
+
+  void validate_all() {
+    std::string errors;
+    int bad = 0;
+    for (const auto& r : req_.runs) {
+      try {
+        resolved_.push_back(req_.validate(r));
+      } catch (const InputError& e) {
+        resolved_.emplace_back();
+        if (++bad <= 20) errors += "\n  run '" + r.name + "': " + e.what();
+      }
+    }
+    if (bad > 0)
+      throw InputError(std::to_string(bad) + " of " + std::to_string(req_.runs.size()) +
+                       " runs of the sweep are invalid (nothing was run):" + errors);
+  }
+
+  int requested_threads() const {
+    auto it = req_.spec.base.find("train.threads");
+    if (it == req_.spec.base.end()) return 0;
+    try {
+      return std::stoi(it->second);
+    } catch (const std::exception&) {
+      throw InputError("train.threads = '" + it->second + "'; expected an integer");
+    }
+  }
+
+  std::string dir_of(size_t i) const { return (fs::path(req_.spec.out) / req_.runs[i].name).string(); }
+  std::string log_of(size_t i) const { return (fs::path("logs") / (req_.runs[i].name + ".log")).string(); }
+  int64_t steps_of(size_t i) const { return std::stoll(resolved_[i].at("train.steps")); }
+
+  SweepResult dry_run() {
+    std::printf("sweep %s: %zu runs, %d at once, %d thread%s each\n", req_.spec.out.c_str(), req_.runs.size(),
+                req_.jobs, threads_, threads_ == 1 ? "" : "s");
+    for (size_t i = 0; i < req_.runs.size(); ++i) {
+      const Plan p = plan_run(dir_of(i), steps_of(i), nullptr, req_.retry_failed);
+      const char* what[] = {"would start", "would resume", "would start again", "done", "skipped"};
+      std::printf("  %-40s %s%s%s\n", req_.runs[i].name.c_str(), what[p.kind], p.why.empty() ? "" : ": ", p.why.c_str());
+    }
+    return result_;
+  }
+
+  void load_manifest() {
+    for (auto& row : read_sweep_manifest(req_.spec.out)) previous_[row.name] = row;
+    rows_.resize(req_.runs.size());
+    for (size_t i = 0; i < req_.runs.size(); ++i) {
+      const auto& r = req_.runs[i];
+      ManifestRow& m = rows_[i];
+      if (auto it = previous_.find(r.name); it != previous_.end()) m = it->second;
+      m.name = r.name;
+      m.configuration = r.configuration;
+      m.seed = r.seed;
+      m.log = log_of(i);
+      m.varied.clear();
+      for (const auto& k : varied_) m.varied[k] = r.options.count(k) ? r.options.at(k) : "-";
+    }
+  }
+
+  // Runs of an earlier sweep that was killed stop after their current step (they get
+  // SIGTERM when their sweep dies): wait for them rather than skip them as busy.
+  void wait_for_earlier_runs() {
+    auto held = [&] {
+      int n = 0;
+      for (size_t i = 0; i < req_.runs.size(); ++i) n += run_lock_holder(dir_of(i)) ? 1 : 0;
+      return n;
+    };
+    int n = held();
+    if (n == 0) return;
+    std::printf("waiting up to 60 s for %d runs held by other processes (an earlier sweep's runs stopping)\n", n);
+    std::fflush(stdout);
+    for (int t = 0; t < 600 && n > 0; ++t) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      n = held();
+    }
+  }
+
+  void plan_all() {
+    int todo = 0, done = 0, skipped = 0;
+    for (size_t i = 0; i < req_.runs.size(); ++i) {
+      const Plan p = plan_run(dir_of(i), steps_of(i), previous_.count(req_.runs[i].name) ? &previous_[req_.runs[i].name] : nullptr,
+                              req_.retry_failed);
+      plans_.push_back(p);
+      if (p.kind == Plan::done) {
+        ++done;
+        rows_[i].status = "finished";
+        ++result_.finished;
+      } else if (p.kind == Plan::skip) {
+        ++skipped;
+        std::printf("skip %s: %s\n", req_.runs[i].name.c_str(), p.why.c_str());
+        count_skip(i, p);
+      } else {
+        ++todo;
+        queue_.push_back(i);
+      }
+    }
+    // Seed by seed: every configuration's first seed runs before any second one, so a sweep
+    // stopped half-way already compares every configuration.
+    std::stable_sort(queue_.begin(), queue_.end(),
+                     [&](size_t a, size_t b) { return req_.runs[a].seed < req_.runs[b].seed; });
+    todo_ = todo;
+    std::printf("sweep %s: %zu runs: %d finished earlier, %d to run, %d skipped; %d at once, %d thread%s each\n",
+                req_.spec.out.c_str(), req_.runs.size(), done, todo, skipped, req_.jobs, threads_, threads_ == 1 ? "" : "s");
+    std::fflush(stdout);
+  }
+
+  void count_skip(size_t i, const Plan& p) {
+    if (p.why.rfind("busy", 0) == 0) {
+      ++result_.busy;
+    } else if (p.why.rfind("diverged", 0) == 0) {
+      ++result_.diverged;
+      rows_[i].status = "diverged";
+    } else {
+      ++result_.failed;
+      if (rows_[i].status != "failed") rows_[i].status = "failed";
+    }
+  }
+
+  void schedule() {
+    size_t next = 0;
+    while (next < queue_.size() || !jobs_.empty()) {
+      if (g_signals > 0) stop_children();
+      while (g_signals == 0 && next < queue_.size() && (int)jobs_.size() < req_.jobs) launch(queue_[next++]);
+      if (jobs_.empty()) break;
+      int status = 0;
+      const pid_t pid = waitpid(-1, &status, 0);
+      if (pid < 0) continue;  // a signal: look at it first
+      reap(pid, status);
+    }
+    if (g_signals > 0) result_.stopped = true;
+  }
+
+  void stop_children() {
+    if (forwarded_ == (int)g_signals || forwarded_ >= 2) return;
+    const int sig = forwarded_ == 0 ? SIGTERM : SIGINT;
+    for (const auto& j : jobs_) kill(j.pid, sig);
+    if (forwarded_ == 0)
+      std::fprintf(stderr, "sweep: stopping: %zu running runs asked to stop after their step (again: at once); "
+                           "relaunch the sweep to resume them\n", jobs_.size());
+    forwarded_ = forwarded_ + 1;
+  }
+
+  void launch(size_t i) {
+    const SweepRun& r = req_.runs[i];
+    const Plan& p = plans_[i];
+    std::vector<std::string> args{req_.binary, "train", "--run.out", dir_of(i)};
+    if (p.kind == Plan::resume) args.push_back("--resume");
+    if (p.kind == Plan::restart) args.push_back("--overwrite");
+    for (const auto& [k, v] : r.options) {
+      args.push_back("--" + k);
+      args.push_back(v);
+    }
+    const std::string log = (fs::path(req_.spec.out) / log_of(i)).string();
+    {
+      std::ofstream f(log, std::ios::app);
+      f << "== " << (p.kind == Plan::resume ? "resume" : p.kind == Plan::restart ? "start again" : "start") << ": ";
+      for (const auto& a : args) f << a << ' ';
+      f << "\n";
+    }
+    const int fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) throw IoError("cannot open '" + log + "': " + errno_text(errno));
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const std::string omp = "OMP_NUM_THREADS=" + std::to_string(threads_);
+    std::vector<std::string> env_s{omp};
+    for (char** e = environ; *e; ++e)
+      if (std::string(*e).rfind("OMP_NUM_THREADS=", 0) != 0) env_s.push_back(*e);
+    std::vector<char*> envp;
+    for (auto& e : env_s) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid < 0) throw IoError("cannot start a run: fork: " + errno_text(errno));
+    if (pid == 0) {
+      setpgid(0, 0);                          // a terminal's ^C reaches the sweep only
+      prctl(PR_SET_PDEATHSIG, SIGTERM);       // a killed sweep stops its runs cleanly
+      if (getppid() != parent) _exit(130);
+      signal(SIGINT, SIG_DFL);
+      signal(SIGTERM, SIG_DFL);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      execve(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+    ::close(fd);
+    jobs_.push_back({i, pid, Clock::now()});
+    ++rows_[i].attempts;
+    rows_[i].status = "running";
+    rows_[i].exit_code = -1;
+    ++started_;
+    std::printf("[%d/%d] %s %s (pid %d, log %s/%s)\n", started_, todo_,
+                p.kind == Plan::resume ? "resume" : p.kind == Plan::restart ? "restart" : "start", r.name.c_str(), pid,
+                req_.spec.out.c_str(), log_of(i).c_str());
+    std::fflush(stdout);
+    write_manifest();
+  }
+
+  void reap(pid_t pid, int status) {
+    size_t k = 0;
+    while (k < jobs_.size() && jobs_[k].pid != pid) ++k;
+    if (k == jobs_.size()) return;
+    const Job j = jobs_[k];
+    jobs_.erase(jobs_.begin() + (long)k);
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    const double wall = std::chrono::duration<double>(Clock::now() - j.start).count();
+    ManifestRow& m = rows_[j.run];
+    m.exit_code = code;
+    m.wall_s += wall;
+    m.status = status_for_exit(code);
+    ++ended_;
+    if (m.status == "finished") {
+      ++result_.finished;
+      walls_ += wall;
+      ++timed_;
+    } else if (m.status == "diverged") {
+      ++result_.diverged;
+    } else if (m.status == "interrupted") {
+      ++result_.interrupted;
+    } else {
+      ++result_.failed;
+    }
+    std::string detail = m.status == "finished" ? outcome_of(dir_of(j.run))
+                         : m.status == "failed" ? "exit " + std::to_string(code) + ", see " + req_.spec.out + "/" + m.log
+                                                : "exit " + std::to_string(code);
+    const int left = todo_ - ended_;
+    std::string eta = "-";
+    if (timed_ > 0 && g_signals == 0) eta = hms(walls_ / timed_ * left / std::max(1, req_.jobs));
+    std::printf("[%d/%d] %s %s in %s: %s | %d done, %zu running, %d to go, eta %s\n", ended_, todo_, m.status.c_str(),
+                req_.runs[j.run].name.c_str(), hms(wall).c_str(), detail.c_str(), ended_, jobs_.size(),
+                left - (int)jobs_.size(), eta.c_str());
+    std::fflush(stdout);
+    write_manifest();
+  }
+
+  void write_manifest() {
+    std::ostringstream o;
+    o << "name\tconfiguration\tseed\tstatus\texit_code\tattempts\twall_s\tlog";
+    for (const auto& k : varied_) o << "\t" << k;
+    o << "\n";
+    for (const auto& m : rows_) {
+      char wall[32];
+      std::snprintf(wall, sizeof wall, "%.1f", m.wall_s);
+      o << m.name << "\t" << m.configuration << "\t" << m.seed << "\t" << m.status << "\t"
+        << (m.exit_code < 0 ? std::string("-") : std::to_string(m.exit_code)) << "\t" << m.attempts << "\t" << wall
+        << "\t" << m.log;
+      for (const auto& k : varied_) o << "\t" << (m.varied.count(k) ? m.varied.at(k) : "-");
+      o << "\n";
+    }
+    const std::string s = o.str();
+    replace_file(sweep_manifest_path(req_.spec.out), s.data(), s.size());
+  }
+
+  void print_summary() {
+    std::printf("sweep %s: %d of %zu runs finished, %d diverged, %d failed, %d interrupted, %d busy%s\n"
+                "  manifest: %s; table: mtalab report %s\n",
+                req_.spec.out.c_str(), result_.finished, req_.runs.size(), result_.diverged, result_.failed,
+                result_.interrupted, result_.busy, result_.stopped ? " (stopped: relaunch to resume)" : "",
+                sweep_manifest_path(req_.spec.out).c_str(), req_.spec.out.c_str());
+  }
+
+  const SweepRequest& req_;
+  std::vector<std::string> varied_;
+  std::vector<std::map<std::string, std::string>> resolved_;
+  std::map<std::string, ManifestRow> previous_;
+  std::vector<ManifestRow> rows_;
+  std::vector<Plan> plans_;
+  std::vector<size_t> queue_;
+  std::vector<Job> jobs_;
+  RunLock lock_;
+  SweepResult result_;
+  int threads_ = 1, todo_ = 0, started_ = 0, ended_ = 0, timed_ = 0, forwarded_ = 0;
+  double walls_ = 0;
+};
+
+std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream in(line);
+  while (std::getline(in, cur, '\t')) out.push_back(cur);
+  return out;
+}
+
+}  // namespace
+
+int available_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+int sweep_threads_per_job(int jobs, int threads, int cores) {
+  if (jobs < 1) throw InputError("--jobs " + std::to_string(jobs) + "; expected at least 1");
+  if (jobs > cores)
+    throw InputError("--jobs " + std::to_string(jobs) + " on " + std::to_string(cores) +
+                     " cores; expected at most one run per core (OpenMP threads spin: an oversubscribed run was "
+                     "measured 3.4x slower)");
+  if (threads == 0) return std::max(1, cores / jobs);
+  if (jobs * threads > cores)
+    throw InputError("--jobs " + std::to_string(jobs) + " x --train.threads " + std::to_string(threads) + " = " +
+                     std::to_string(jobs * threads) + " threads on " + std::to_string(cores) +
+                     " cores; expected jobs x threads <= cores (OpenMP threads spin: an oversubscribed run was "
+                     "measured 3.4x slower)");
+  return threads;
+}
+
+std::string sweep_manifest_path(const std::string& sweep_dir) { return (fs::path(sweep_dir) / "sweep.tsv").string(); }
+
+std::vector<ManifestRow> read_sweep_manifest(const std::string& sweep_dir) {
+  std::ifstream f(sweep_manifest_path(sweep_dir));
+  std::vector<ManifestRow> out;
+  std::string line;
+  if (!f || !std::getline(f, line)) return out;
+  const auto header = split_tabs(line);
+  while (std::getline(f, line)) {
+    const auto cols = split_tabs(line);
+    if (cols.size() != header.size()) continue;  // a foreign or hand-edited line
+    ManifestRow m;
+    for (size_t i = 0; i < cols.size(); ++i) {
+      const std::string& h = header[i];
+      const std::string& v = cols[i];
+      try {
+        if (h == "name") m.name = v;
+        else if (h == "configuration") m.configuration = v;
+        else if (h == "seed") m.seed = std::stoll(v);
+        else if (h == "status") m.status = v;
+        else if (h == "exit_code") m.exit_code = v == "-" ? -1 : std::stoi(v);
+        else if (h == "attempts") m.attempts = std::stoi(v);
+        else if (h == "wall_s") m.wall_s = std::stod(v);
+        else if (h == "log") m.log = v;
+        else m.varied[h] = v;
+      } catch (const std::exception&) {
+      }
+    }
+    if (!m.name.empty()) out.push_back(m);
+  }
+  return out;
+}
+
+SweepResult run_sweep(const SweepRequest& req) { return Sweep(req).run(); }
+
+}  // namespace mtalab

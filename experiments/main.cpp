@@ -1,3 +1,0 @@
-#include "experiments/cli.h"
-
-int main(int argc, char** argv) { return mtalab::mtalab_main(argc, argv); }

@@ -1,0 +1,78 @@
+#include "experiments/tasks/train_data.h"
+
+#include <algorithm>
+
+#include "autograd/errors.h"
+#include "autograd/ops.h"
+
+namespace mtalab {
+
+Tensor token_tensor(const std::vector<int32_t>& v, int64_t B, int64_t T, Device d) {
+  return from_vector<int32_t>(v, {B, T}, {DType::i32, d});
+}
+
+int64_t state_value(const std::map<std::string, int64_t>& s, const std::string& k) {
+  auto it = s.find(k);
+  if (it == s.end()) throw InputError("checkpoint: data state has no '" + k + "' (was it saved for another task?)");
+  return it->second;
+}
+
+std::vector<std::string> greedy_answers(Transformer& model, const std::vector<std::string>& prompts, int answer_len,
+                                        Device device) {
+  const int64_t B = (int64_t)prompts.size(), P = B ? (int64_t)prompts[0].size() : 0;
+  std::vector<std::string> out(B, std::string(answer_len, '\0'));
+  if (B == 0 || answer_len == 0) return out;
+  std::vector<int32_t> in;
+  for (auto& p : prompts) {
+    if ((int64_t)p.size() != P) throw std::invalid_argument("greedy_answers: prompts of different lengths");
+    for (unsigned char ch : p) in.push_back(ch);
+  }
+  DecodeCache cache;
+  Tensor logits = model.decode(token_tensor(in, B, P, device), cache);
+  for (int a = 0; a < answer_len; ++a) {
+    const int64_t T = logits.size(1), V = logits.size(2);
+    const std::vector<float> lv = to_dtype(slice(logits, 1, T - 1, T), DType::f32).to(kCPU).contiguous().to_vector<float>();
+    std::vector<int32_t> next(B);
+    for (int64_t i = 0; i < B; ++i) {  // ties go to the smallest byte, as argmax does
+      const float* row = lv.data() + i * V;
+      next[i] = (int32_t)(std::max_element(row, row + V) - row);
+      out[i][a] = (char)next[i];
+    }
+    if (a + 1 < answer_len) logits = model.decode(token_tensor(next, B, 1, device), cache);
+  }
+  return out;
+}
+
+// ---- registry -------------------------------------------------------------------
+static std::map<std::string, TaskSpec>& registry() {
+  static std::map<std::string, TaskSpec> r;
+  return r;
+}
+
+bool TaskRegistry::add(TaskSpec t) {
+  for (auto& o : t.options)
+    if (o.name.rfind("task.", 0) != 0)
+      throw std::logic_error("task '" + t.name + "': option '" + o.name + "' must be named task.<option>");
+  if (!registry().emplace(t.name, t).second) throw std::logic_error("task '" + t.name + "' registered twice");
+  return true;
+}
+
+const TaskSpec& TaskRegistry::get(const std::string& name) {
+  auto it = registry().find(name);
+  if (it == registry().end()) {
+    std::string known;
+    for (auto& [n, t] : registry()) known += (known.empty() ? "" : ", ") + n;
+    throw InputError("unknown data.task '" + name + "' (expected one of: " + known + ")");
+  }
+  return it->second;
+}
+
+std::vector<const TaskSpec*> TaskRegistry::list() {
+  std::vector<const TaskSpec*> out;
+  for (auto& [n, t] : registry()) out.push_back(&t);
+  return out;
+}
+
+std::unique_ptr<TrainData> make_train_data(const TrainConfig& cfg) { return TaskRegistry::get(cfg.task).make(cfg); }
+
+}  // namespace mtalab
