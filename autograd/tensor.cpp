@@ -20,6 +20,7 @@ size_t dtype_size(DType t) {
     case DType::f64: return 8;
     case DType::i32: return 4;
     case DType::i64: return 8;
+    case DType::bf16: return 2;
   }
   return 0;
 }
@@ -29,6 +30,7 @@ const char* dtype_name(DType t) {
     case DType::f64: return "float64";
     case DType::i32: return "int32";
     case DType::i64: return "int64";
+    case DType::bf16: return "bfloat16";
   }
   return "?";
 }
@@ -37,7 +39,8 @@ DType parse_dtype(const std::string& s) {
   if (s == "float64" || s == "f64" || s == "double") return DType::f64;
   if (s == "int32" || s == "i32") return DType::i32;
   if (s == "int64" || s == "i64") return DType::i64;
-  throw std::invalid_argument("unknown dtype '" + s + "' (expected float32, float64, int32 or int64)");
+  if (s == "bfloat16" || s == "bf16") return DType::bf16;
+  throw std::invalid_argument("unknown dtype '" + s + "' (expected float32, float64, bfloat16, int32 or int64)");
 }
 Device Device::parse(const std::string& s) {
   if (s == "cpu") return Device(DeviceKind::cpu, 0);
@@ -148,6 +151,7 @@ static constexpr DType dtype_of() {
   if constexpr (std::is_same_v<T, float>) return DType::f32;
   if constexpr (std::is_same_v<T, double>) return DType::f64;
   if constexpr (std::is_same_v<T, int32_t>) return DType::i32;
+  if constexpr (std::is_same_v<T, bfloat16>) return DType::bf16;
   return DType::i64;
 }
 
@@ -165,6 +169,7 @@ template float* Tensor::data<float>() const;
 template double* Tensor::data<double>() const;
 template int32_t* Tensor::data<int32_t>() const;
 template int64_t* Tensor::data<int64_t>() const;
+template bfloat16* Tensor::data<bfloat16>() const;
 
 Tensor& Tensor::set_requires_grad(bool r) {
   if (r && !is_floating(dtype()))
@@ -214,6 +219,7 @@ double Tensor::item() const {
     case DType::f64: return *c.data<double>();
     case DType::i32: return *c.data<int32_t>();
     case DType::i64: return (double)*c.data<int64_t>();
+    case DType::bf16: return (float)*c.data<bfloat16>();
   }
   return 0;
 }
@@ -228,6 +234,7 @@ template std::vector<float> Tensor::to_vector<float>() const;
 template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
 template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
+template std::vector<bfloat16> Tensor::to_vector<bfloat16>() const;
 
 std::string Tensor::str(int64_t max_per_dim) const {
   if (!defined()) return "tensor(undefined)";
@@ -320,6 +327,7 @@ template Tensor from_vector<float>(const std::vector<float>&, const Shape&, Tens
 template Tensor from_vector<double>(const std::vector<double>&, const Shape&, TensorOptions);
 template Tensor from_vector<int32_t>(const std::vector<int32_t>&, const Shape&, TensorOptions);
 template Tensor from_vector<int64_t>(const std::vector<int64_t>&, const Shape&, TensorOptions);
+template Tensor from_vector<bfloat16>(const std::vector<bfloat16>&, const Shape&, TensorOptions);
 Tensor from_vector(const std::vector<float>& v, const Shape& s) { return from_vector(v, s, {DType::f32}); }
 Tensor from_vector(const std::vector<double>& v, const Shape& s) { return from_vector(v, s, {DType::f64}); }
 

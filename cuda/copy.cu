@@ -24,12 +24,7 @@ void copy_typed(const Tensor& src, const Tensor& dst) {
 
 template <typename S>
 void copy_from(const Tensor& src, const Tensor& dst) {
-  switch (dst.dtype()) {
-    case DType::f32: return copy_typed<S, float>(src, dst);
-    case DType::f64: return copy_typed<S, double>(src, dst);
-    case DType::i32: return copy_typed<S, int32_t>(src, dst);
-    case DType::i64: return copy_typed<S, int64_t>(src, dst);
-  }
+  MTALAB_DISPATCH_ALL(dst.dtype(), [&] { copy_typed<S, type_t>(src, dst); });
 }
 
 void copy(const Tensor& src, const Tensor& dst) {
@@ -42,12 +37,7 @@ void copy(const Tensor& src, const Tensor& dst) {
           "copy (device to device)");
     return;
   }
-  switch (src.dtype()) {
-    case DType::f32: return copy_from<float>(src, dst);
-    case DType::f64: return copy_from<double>(src, dst);
-    case DType::i32: return copy_from<int32_t>(src, dst);
-    case DType::i64: return copy_from<int64_t>(src, dst);
-  }
+  MTALAB_DISPATCH_ALL(src.dtype(), [&] { copy_from<type_t>(src, dst); });
 }
 
 }  // namespace

@@ -17,12 +17,7 @@ void fill_typed(const Tensor& t, double v) {
 }
 
 void fill(const Tensor& t, double v) {
-  switch (t.dtype()) {
-    case DType::f32: return fill_typed<float>(t, v);
-    case DType::f64: return fill_typed<double>(t, v);
-    case DType::i32: return fill_typed<int32_t>(t, v);
-    case DType::i64: return fill_typed<int64_t>(t, v);
-  }
+  MTALAB_DISPATCH_ALL(t.dtype(), [&] { fill_typed<type_t>(t, v); });
 }
 
 }  // namespace

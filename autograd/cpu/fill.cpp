@@ -13,12 +13,7 @@ static void fill_typed(const Tensor& dst, double v) {
   });
 }
 static void fill(const Tensor& dst, double v) {
-  switch (dst.dtype()) {
-    case DType::f32: return fill_typed<float>(dst, v);
-    case DType::f64: return fill_typed<double>(dst, v);
-    case DType::i32: return fill_typed<int32_t>(dst, v);
-    case DType::i64: return fill_typed<int64_t>(dst, v);
-  }
+  MTALAB_DISPATCH_ALL(dst.dtype(), [&] { fill_typed<type_t>(dst, v); });
 }
 
 MTALAB_REGISTER_KERNEL(fill_kernel, cpu, fill);
