@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "autograd/bf16_staging.h"
 #include "cuda/common.cuh"
 
 namespace mtalab::cuda {
@@ -530,12 +531,26 @@ void attention_bwd_typed(const Tensor& qt, const Tensor& kt, const Tensor& vt, c
     mta_backward<T>(s, q, k, v, ptr<const T>(lset), ptr<const T>(doutt), (T)a.scale, a, g, qt);
 }
 
+// bfloat16 (autograd/kernels.h's contract) staged through float32 until the tensor-core
+// kernels take it.
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a, const Tensor& o,
                const Tensor& lse) {
+  if (q.dtype() == DType::bf16) {
+    Bf16Staging s;
+    attention(s.in(q), s.in(k), s.in(v), a, s.out(o), lse);
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(q.dtype(), "attention", [&] { attention_typed<scalar_t>(q, k, v, a, o, lse); });
 }
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                    const Tensor& dout, const AttentionParams& a, const AttentionGrads& g) {
+  if (q.dtype() == DType::bf16) {
+    Bf16Staging s;
+    AttentionGrads w = g;
+    w.dq = s.out(g.dq), w.dk = s.out(g.dk), w.dv = s.out(g.dv);
+    attention_bwd(s.in(q), s.in(k), s.in(v), s.in(o), lse, s.in(dout), a, w);
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(q.dtype(), "attention_backward",
                         [&] { attention_bwd_typed<scalar_t>(q, k, v, o, lse, dout, a, g); });
 }

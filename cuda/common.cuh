@@ -102,6 +102,13 @@ void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, floa
 void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
              int64_t lda, int64_t sa, const double* B, int64_t ldb, int64_t sb, double beta, double* C, int64_t ldc,
              int64_t sc, int64_t batch);
+// bfloat16 operands on the tensor cores, float32 accumulation, C in float32 or bfloat16.
+void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bfloat16* A,
+             int64_t lda, int64_t sa, const bfloat16* B, int64_t ldb, int64_t sb, float beta, float* C, int64_t ldc,
+             int64_t sc, int64_t batch);
+void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bfloat16* A,
+             int64_t lda, int64_t sa, const bfloat16* B, int64_t ldb, int64_t sb, float beta, bfloat16* C,
+             int64_t ldc, int64_t sc, int64_t batch);
 
 template <typename T>
 T* ptr(const Tensor& t) {

@@ -42,16 +42,18 @@ __device__ __forceinline__ T unary_value(T x, T a) {
   return x;
 }
 
+// T is the storage type; values are computed in acc_t<T> (float for bfloat16) and
+// rounded once when stored.
 template <typename T, UnaryKind K>
-__global__ void unary_kernel_t(const T* x, T* y, int64_t n, T a) {
+__global__ void unary_kernel_t(const T* x, T* y, int64_t n, acc_t<T> a) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    y[i] = unary_value<T, K>(x[i], a);
+    y[i] = T(unary_value<acc_t<T>, K>((acc_t<T>)x[i], a));
 }
 
 template <typename T, UnaryKind K>
 void unary_run(const Tensor& x, const Tensor& y, double alpha) {
   const int64_t n = x.numel();
-  launch("unary", unary_kernel_t<T, K>, grid_for(n), kThreads, 0, ptr<const T>(x), ptr<T>(y), n, (T)alpha);
+  launch("unary", unary_kernel_t<T, K>, grid_for(n), kThreads, 0, ptr<const T>(x), ptr<T>(y), n, (acc_t<T>)alpha);
 }
 
 template <typename T>
@@ -71,7 +73,7 @@ void unary_typed(UnaryKind k, const Tensor& x, const Tensor& y, double alpha) {
 
 void unary(UnaryKind k, const Tensor& x, const Tensor& y, double alpha) {
   if (!x.is_contiguous()) throw std::logic_error("unary kernel: input must be contiguous");
-  MTALAB_DISPATCH_FLOAT(x.dtype(), "unary", [&] { unary_typed<scalar_t>(k, x, y, alpha); });
+  MTALAB_DISPATCH_FLOATING(x.dtype(), "unary", [&] { unary_typed<scalar_t>(k, x, y, alpha); });
 }
 
 template <typename T, BinaryKind K>
@@ -95,7 +97,7 @@ __global__ void binary_kernel_t(const T* a, const T* b, T* o, Strided<2> it, int
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     int64_t off[2];
     it.offsets(i, off);
-    o[i] = binary_value<T, K>(a[off[0]], b[off[1]]);
+    o[i] = T(binary_value<acc_t<T>, K>((acc_t<T>)a[off[0]], (acc_t<T>)b[off[1]]));
   }
 }
 
@@ -120,7 +122,7 @@ void binary_typed(BinaryKind k, const Tensor& a, const Tensor& b, const Tensor& 
 }
 
 void binary(BinaryKind k, const Tensor& a, const Tensor& b, const Tensor& out) {
-  MTALAB_DISPATCH_FLOAT(out.dtype(), "binary", [&] { binary_typed<scalar_t>(k, a, b, out); });
+  MTALAB_DISPATCH_FLOATING(out.dtype(), "binary", [&] { binary_typed<scalar_t>(k, a, b, out); });
 }
 
 template <typename T>
@@ -128,12 +130,12 @@ __global__ void where_kernel_t(const T* c, const T* a, const T* b, T* o, Strided
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     int64_t off[3];
     it.offsets(i, off);
-    o[i] = c[off[0]] != T(0) ? a[off[1]] : b[off[2]];
+    o[i] = (acc_t<T>)c[off[0]] != acc_t<T>(0) ? a[off[1]] : b[off[2]];
   }
 }
 
 void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
-  MTALAB_DISPATCH_FLOAT(out.dtype(), "where", [&] {
+  MTALAB_DISPATCH_FLOATING(out.dtype(), "where", [&] {
     using T = scalar_t;
     const int64_t n = out.numel();
     const Strided<3> it = make_strided<3>(out.shape(), {cond.strides(), a.strides(), b.strides()}, "where");

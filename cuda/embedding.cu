@@ -16,7 +16,7 @@ __global__ void embedding_fwd(const T* w, const I* idx, T* out, int64_t n, int64
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n * d; e += (int64_t)gridDim.x * blockDim.x) {
     const int64_t i = e / d, c = e % d, v = (int64_t)idx[i];
     // An id outside the table cannot throw here: NaN makes the loss say so.
-    out[e] = v >= 0 && v < V ? w[v * d + c] : (T)NAN;
+    out[e] = v >= 0 && v < V ? w[v * d + c] : T(NAN);
   }
 }
 
@@ -86,14 +86,14 @@ template <typename T>
 __global__ void sum_runs(const T* g, const int32_t* order, const int32_t* start, T* gw, int64_t V, int64_t d) {
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < V * d; e += (int64_t)gridDim.x * blockDim.x) {
     const int64_t v = e / d, c = e % d;
-    T acc = 0;
-    for (int32_t p = start[v]; p < start[v + 1]; ++p) acc += g[(int64_t)order[p] * d + c];
-    gw[e] = acc;
+    acc_t<T> acc = 0;  // bfloat16 gradients sum in float32, rounded once
+    for (int32_t p = start[v]; p < start[v + 1]; ++p) acc += (acc_t<T>)g[(int64_t)order[p] * d + c];
+    gw[e] = T(acc);
   }
 }
 
 void embedding(const Tensor& w, const Tensor& idx, const Tensor& out) {
-  MTALAB_DISPATCH_FLOAT(w.dtype(), "embedding", [&] {
+  MTALAB_DISPATCH_FLOATING(w.dtype(), "embedding", [&] {
     MTALAB_DISPATCH_INDEX(idx.dtype(), "embedding", [&] {
       const int64_t V = w.size(0), d = w.size(1), n = idx.numel();
       launch("embedding", embedding_fwd<scalar_t, index_t>, grid_for(n * d), kThreads, 0, ptr<const scalar_t>(w),
@@ -103,7 +103,7 @@ void embedding(const Tensor& w, const Tensor& idx, const Tensor& out) {
 }
 
 void embedding_bwd(const Tensor& g, const Tensor& idx, const Tensor& gw) {
-  MTALAB_DISPATCH_FLOAT(gw.dtype(), "embedding_backward", [&] {
+  MTALAB_DISPATCH_FLOATING(gw.dtype(), "embedding_backward", [&] {
     MTALAB_DISPATCH_INDEX(idx.dtype(), "embedding_backward", [&] {
       using T = scalar_t;
       using I = index_t;

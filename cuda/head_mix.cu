@@ -27,10 +27,10 @@ __global__ void mix_maps(const T* x, const T* M, T* out, Mix m) {
     T* og = out + bg * m.ch * TT + pos;
     const T* Mg = M + grp * m.ch * m.ch;
     for (int64_t j = 0; j < m.ch; ++j) {
-      T acc = 0;
+      acc_t<T> acc = 0;
       if (k <= q)
         for (int64_t i = 0; i < m.ch; ++i) acc += (Transposed ? Mg[j * m.ch + i] : Mg[i * m.ch + j]) * xg[i * TT];
-      og[j * TT] = acc;
+      og[j * TT] = T(acc);
     }
   }
 }
@@ -48,7 +48,7 @@ __global__ void mix_grad(const T* x, const T* go, double* partial, Mix m, int64_
     const int64_t i = tap / m.ch, j = tap % m.ch;
     double s = 0;
     for (int64_t q = q0 + grp; q < dev::min(m.T, q0 + kRows); q += groups) {
-      T row = 0;
+      acc_t<T> row = 0;
       for (int64_t k = 0; k <= q; ++k) row += xg[i * TT + q * m.T + k] * gg[j * TT + q * m.T + k];
       s += (double)row;
     }
@@ -74,7 +74,7 @@ __global__ void mix_grad_direct(const T* x, const T* go, double* partial, Mix m,
     const T* gj = go + (bg * m.ch + j) * TT;
     double s = 0;
     for (int64_t q = q0; q < dev::min(m.T, q0 + kRows); ++q) {
-      T row = 0;
+      acc_t<T> row = 0;
       for (int64_t k = 0; k <= q; ++k) row += xi[q * m.T + k] * gj[q * m.T + k];
       s += (double)row;
     }
@@ -100,7 +100,7 @@ Mix mix_of(const Tensor& x, const Tensor& mix) {
 }
 
 void head_mix(const Tensor& x, const Tensor& mix, const Tensor& out) {
-  MTALAB_DISPATCH_FLOAT(x.dtype(), "head_mix", [&] {
+  MTALAB_DISPATCH_FLOATING(x.dtype(), "head_mix", [&] {
     using T = scalar_t;
     const Mix m = mix_of(x, mix);
     launch("head_mix", mix_maps<T, false>, grid_for(m.B * m.G * m.T * m.T), kThreads, 0, ptr<const T>(x),
@@ -109,7 +109,7 @@ void head_mix(const Tensor& x, const Tensor& mix, const Tensor& out) {
 }
 
 void head_mix_bwd(const Tensor& x, const Tensor& mix, const Tensor& gout, const Tensor& gx, const Tensor& gmix) {
-  MTALAB_DISPATCH_FLOAT(x.dtype(), "head_mix_backward", [&] {
+  MTALAB_DISPATCH_FLOATING(x.dtype(), "head_mix_backward", [&] {
     using T = scalar_t;
     const Mix m = mix_of(x, mix);
     if (gx.defined())

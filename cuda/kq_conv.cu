@@ -60,7 +60,7 @@ __global__ void fwd_tiled(const T* x, const T* K, T* out, Geom g, int64_t H) {
   if (t.j0 > t.i0 + kTI - 1) {  // above the diagonal: zeros, nothing read
     for (int64_t ii = ty; ii < kTI; ii += kBlock / kTJ) {
       const int64_t i = t.i0 + ii, j = t.j0 + tx;
-      if (i < g.T && j < g.T) o[i * g.T + j] = 0;
+      if (i < g.T && j < g.T) o[i * g.T + j] = T(0);
     }
     return;
   }
@@ -73,11 +73,11 @@ __global__ void fwd_tiled(const T* x, const T* K, T* out, Geom g, int64_t H) {
   for (int64_t ii = ty; ii < kTI; ii += kBlock / kTJ) {
     const int64_t i = t.i0 + ii, j = t.j0 + tx;
     if (i >= g.T || j >= g.T) continue;
-    T acc = 0;
+    acc_t<T> acc = 0;
     if (j <= i)
       for (int64_t a = 0; a < g.cq; ++a)
         for (int64_t c = 0; c < g.ck; ++c) acc += ker[a * g.ck + c] * halo[(ii + a) * HC + tx + c];
-    o[i * g.T + j] = acc;
+    o[i * g.T + j] = T(acc);
   }
 }
 
@@ -89,11 +89,11 @@ __global__ void fwd_direct(const T* x, const T* K, T* out, Geom g, int64_t BH, i
     const int64_t j = e % g.T, i = e / g.T % g.T, bh = e / (g.T * g.T);
     const T* map = x + bh * g.T * g.T;
     const T* ker = K + (bh % H) * taps;
-    T acc = 0;
+    acc_t<T> acc = 0;
     if (j <= i)
       for (int64_t a = 0; a < g.cq; ++a)
         for (int64_t c = 0; c < g.ck; ++c) acc += ker[a * g.ck + c] * masked(map, g.T, i - (g.cq - 1) + a, j - g.p + c);
-    out[e] = acc;
+    out[e] = T(acc);
   }
 }
 
@@ -109,7 +109,7 @@ __global__ void gx_tiled(const T* go, const T* K, T* gx, Geom g, int64_t H) {
   if (t.j0 > t.i0 + kTI - 1) {  // Mask_0: no gradient above the diagonal
     for (int64_t ii = ty; ii < kTI; ii += kBlock / kTJ) {
       const int64_t r = t.i0 + ii, s = t.j0 + tx;
-      if (r < g.T && s < g.T) o[r * g.T + s] = 0;
+      if (r < g.T && s < g.T) o[r * g.T + s] = T(0);
     }
     return;
   }
@@ -122,12 +122,12 @@ __global__ void gx_tiled(const T* go, const T* K, T* gx, Geom g, int64_t H) {
   for (int64_t ii = ty; ii < kTI; ii += kBlock / kTJ) {
     const int64_t r = t.i0 + ii, s = t.j0 + tx;
     if (r >= g.T || s >= g.T) continue;
-    T acc = 0;
+    acc_t<T> acc = 0;
     if (s <= r)
       for (int64_t a = 0; a < g.cq; ++a)
         for (int64_t c = 0; c < g.ck; ++c)
           acc += ker[a * g.ck + c] * halo[(ii + g.cq - 1 - a) * HC + tx + g.ck - 1 - c];
-    o[r * g.T + s] = acc;
+    o[r * g.T + s] = T(acc);
   }
 }
 
@@ -138,12 +138,12 @@ __global__ void gx_direct(const T* go, const T* K, T* gx, Geom g, int64_t BH, in
     const int64_t s = e % g.T, r = e / g.T % g.T, bh = e / (g.T * g.T);
     const T* gmap = go + bh * g.T * g.T;
     const T* ker = K + (bh % H) * taps;
-    T acc = 0;
+    acc_t<T> acc = 0;
     if (s <= r)
       for (int64_t a = 0; a < g.cq; ++a)
         for (int64_t c = 0; c < g.ck; ++c)
           acc += ker[a * g.ck + c] * out_grad(gmap, g.T, r + g.cq - 1 - a, s + g.p - c);
-    gx[e] = acc;
+    gx[e] = T(acc);
   }
 }
 
@@ -173,7 +173,7 @@ __global__ void gk_tiled(const T* x, const T* go, double* partial, Geom g, int g
     if (grp < groups)
       for (int64_t tap = k0; tap < taps; tap += per) {
         const int64_t a = tap / g.ck, c = tap % g.ck;
-        T s = 0;
+        acc_t<T> s = 0;
         for (int64_t ii = grp; ii < kTI; ii += groups)
           for (int64_t jj = 0; jj < kTJ; ++jj) s += gt[ii * kTJ + jj] * halo[(ii + a) * HC + jj + c];
         acc[grp * taps + tap] += (double)s;
@@ -199,7 +199,7 @@ __global__ void gk_direct(const T* x, const T* go, double* partial, Geom g, int6
     const T* gmap = go + bh * g.T * g.T;
     double s = 0;
     for (int64_t i = i0; i < dev::min(g.T, i0 + kTI); ++i) {
-      T row = 0;
+      acc_t<T> row = 0;
       for (int64_t j = 0; j <= i; ++j) row += gmap[i * g.T + j] * masked(map, g.T, i - (g.cq - 1) + a, j - g.p + c);
       s += (double)row;
     }
@@ -282,11 +282,11 @@ void kq_conv_bwd_typed(const Tensor& xt, const Tensor& kt, int64_t p, const Tens
 }
 
 void kq_conv(const Tensor& x, const Tensor& kernel, int64_t pad_left, const Tensor& out) {
-  MTALAB_DISPATCH_FLOAT(x.dtype(), "kq_conv", [&] { kq_conv_typed<scalar_t>(x, kernel, pad_left, out); });
+  MTALAB_DISPATCH_FLOATING(x.dtype(), "kq_conv", [&] { kq_conv_typed<scalar_t>(x, kernel, pad_left, out); });
 }
 void kq_conv_bwd(const Tensor& x, const Tensor& kernel, int64_t pad_left, const Tensor& gout, const Tensor& gx,
                  const Tensor& gkernel) {
-  MTALAB_DISPATCH_FLOAT(x.dtype(), "kq_conv_backward",
+  MTALAB_DISPATCH_FLOATING(x.dtype(), "kq_conv_backward",
                         [&] { kq_conv_bwd_typed<scalar_t>(x, kernel, pad_left, gout, gx, gkernel); });
 }
 

@@ -1,4 +1,7 @@
-// CUDA batched matmul through cuBLAS (sgemm/dgemm, strided batched). Row-major
+// CUDA batched matmul through cuBLAS (sgemm/dgemm, strided batched; bfloat16 through
+// cublasGemmStridedBatchedEx on the tensor cores: bfloat16 A and B, float32 accumulation
+// (CUBLAS_COMPUTE_32F), C in bfloat16 or float32 — the mixed-precision matmul's float32
+// result comes straight out of the accumulators, never rounded to bfloat16). Row-major
 // C = A B is column-major Cᵀ = Bᵀ Aᵀ, so the operands go in swapped; a transposed view
 // (column-major in row-major terms) is passed as a transpose flag, never copied. Batch
 // dims (broadcast ones have stride 0) are coalesced; what remains beyond one strided
@@ -43,13 +46,31 @@ cublasHandle_t handle(int device) {
 }
 
 template <typename T>
+constexpr cudaDataType_t cuda_type() {
+  if constexpr (std::is_same_v<T, float>) return CUDA_R_32F;
+  else if constexpr (std::is_same_v<T, double>) return CUDA_R_64F;
+  else return CUDA_R_16BF;
+}
+template <typename TI>
+const char* gemm_name() {
+  if constexpr (std::is_same_v<TI, float>) return "cublasSgemmStridedBatched";
+  else if constexpr (std::is_same_v<TI, double>) return "cublasDgemmStridedBatched";
+  else return "cublasGemmStridedBatchedEx";
+}
+
+// C = alpha op(A) op(B) + beta C, column-major, strided batched: inputs TI, output TO.
+template <typename TI, typename TO>
 cublasStatus_t gemm_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                            const T* A, int lda, long long sa, const T* B, int ldb, long long sb, T* C, int ldc,
-                            long long sc, int batch, T alpha = 1, T beta = 0) {
-  if constexpr (std::is_same_v<T, float>)
+                            const TI* A, int lda, long long sa, const TI* B, int ldb, long long sb, TO* C, int ldc,
+                            long long sc, int batch, acc_t<TI> alpha = 1, acc_t<TI> beta = 0) {
+  if constexpr (std::is_same_v<TI, float>)
     return cublasSgemmStridedBatched(h, ta, tb, m, n, k, &alpha, A, lda, sa, B, ldb, sb, &beta, C, ldc, sc, batch);
-  else
+  else if constexpr (std::is_same_v<TI, double>)
     return cublasDgemmStridedBatched(h, ta, tb, m, n, k, &alpha, A, lda, sa, B, ldb, sb, &beta, C, ldc, sc, batch);
+  else
+    return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, &alpha, A, CUDA_R_16BF, lda, sa, B, CUDA_R_16BF, ldb, sb,
+                                      &beta, C, cuda_type<TO>(), ldc, sc, batch, CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT);
 }
 
 int as_int(int64_t v, const char* what) {
@@ -57,7 +78,7 @@ int as_int(int64_t v, const char* what) {
   return (int)v;
 }
 
-template <typename T>
+template <typename T, typename TO>
 void matmul_typed(Tensor a, Tensor b, const Tensor& out) {
   MatLayout la{}, lb{};
   if (!blas_layout(a, la)) {
@@ -71,7 +92,7 @@ void matmul_typed(Tensor a, Tensor b, const Tensor& out) {
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1), nd = out.dim();
   if (!out.numel()) return;
   if (K == 0) {
-    check(cudaMemsetAsync(out.raw(), 0, out.numel() * sizeof(T)), "matmul (k = 0)");
+    check(cudaMemsetAsync(out.raw(), 0, out.numel() * sizeof(TO)), "matmul (k = 0)");
     return;
   }
   Shape batch(out.shape().begin(), out.shape().end() - 2), sa, sb, so;
@@ -86,7 +107,7 @@ void matmul_typed(Tensor a, Tensor b, const Tensor& out) {
   const cublasOperation_t opa = la.trans ? CUBLAS_OP_T : CUBLAS_OP_N, opb = lb.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
   const T* ap = ptr<const T>(a);
   const T* bp = ptr<const T>(b);
-  T* op = ptr<T>(out);
+  TO* op = ptr<TO>(out);
   const int m = as_int(N, "n"), n = as_int(M, "m"), k = as_int(K, "k"), batch_n = as_int(inner, "batch");
   for (int64_t i = 0; i < outer; ++i) {
     int64_t oa = 0, ob = 0, oo = 0, rest = i;
@@ -98,27 +119,34 @@ void matmul_typed(Tensor a, Tensor b, const Tensor& out) {
       oo += q * c.strides[2][d];
     }
     // Cᵀ (N x M, ld N) = Bᵀ Aᵀ: B's row-major storage is Bᵀ column-major, and so on.
-    blas_check(gemm_batched<T>(h, opb, opa, m, n, k, bp + ob, as_int(lb.ld, "ldb"), c.strides[1].back(), ap + oa,
-                               as_int(la.ld, "lda"), c.strides[0].back(), op + oo, m, c.strides[2].back(), batch_n),
-               std::is_same_v<T, float> ? "cublasSgemmStridedBatched" : "cublasDgemmStridedBatched", M, N, K, inner);
+    blas_check(gemm_batched<T, TO>(h, opb, opa, m, n, k, bp + ob, as_int(lb.ld, "ldb"), c.strides[1].back(), ap + oa,
+                                   as_int(la.ld, "lda"), c.strides[0].back(), op + oo, m, c.strides[2].back(), batch_n),
+               gemm_name<T>(), M, N, K, inner);
   }
 }
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
-  MTALAB_DISPATCH_FLOAT(out.dtype(), "matmul", [&] { matmul_typed<scalar_t>(a, b, out); });
+  if (a.dtype() == DType::bf16) {
+    if (out.dtype() == DType::f32) return matmul_typed<bfloat16, float>(a, b, out);
+    if (out.dtype() == DType::bf16) return matmul_typed<bfloat16, bfloat16>(a, b, out);
+    throw std::invalid_argument(std::string("matmul: bfloat16 operands take a bfloat16 or float32 output, got ") +
+                                dtype_name(out.dtype()));
+  }
+  MTALAB_DISPATCH_FLOAT(out.dtype(), "matmul", [&] { matmul_typed<scalar_t, scalar_t>(a, b, out); });
 }
 
 // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: operands swapped, the
 // transpose flags kept.
-template <typename T>
-void gemm_rm_typed(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-                   int64_t sa, const T* B, int64_t ldb, int64_t sb, T beta, T* C, int64_t ldc, int64_t sc,
-                   int64_t batch) {
+template <typename T, typename TO>
+void gemm_rm_typed(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, acc_t<T> alpha, const T* A,
+                   int64_t lda, int64_t sa, const T* B, int64_t ldb, int64_t sb, acc_t<T> beta, TO* C, int64_t ldc,
+                   int64_t sc, int64_t batch) {
   if (M <= 0 || N <= 0 || batch <= 0) return;
-  blas_check(gemm_batched<T>(handle(device), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                             as_int(N, "n"), as_int(M, "m"), as_int(K, "k"), B, as_int(ldb, "ldb"), sb, A,
-                             as_int(lda, "lda"), sa, C, as_int(ldc, "ldc"), sc, as_int(batch, "batch"), alpha, beta),
-             std::is_same_v<T, float> ? "cublasSgemmStridedBatched" : "cublasDgemmStridedBatched", M, N, K, batch);
+  blas_check(gemm_batched<T, TO>(handle(device), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                 as_int(N, "n"), as_int(M, "m"), as_int(K, "k"), B, as_int(ldb, "ldb"), sb, A,
+                                 as_int(lda, "lda"), sa, C, as_int(ldc, "ldc"), sc, as_int(batch, "batch"), alpha,
+                                 beta),
+             gemm_name<T>(), M, N, K, batch);
 }
 
 }  // namespace
@@ -131,6 +159,16 @@ void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, floa
 void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
              int64_t lda, int64_t sa, const double* B, int64_t ldb, int64_t sb, double beta, double* C, int64_t ldc,
              int64_t sc, int64_t batch) {
+  gemm_rm_typed(device, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+}
+void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bfloat16* A,
+             int64_t lda, int64_t sa, const bfloat16* B, int64_t ldb, int64_t sb, float beta, float* C, int64_t ldc,
+             int64_t sc, int64_t batch) {
+  gemm_rm_typed(device, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+}
+void gemm_rm(int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bfloat16* A,
+             int64_t lda, int64_t sa, const bfloat16* B, int64_t ldb, int64_t sb, float beta, bfloat16* C,
+             int64_t ldc, int64_t sc, int64_t batch) {
   gemm_rm_typed(device, ta, tb, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
 }
 

@@ -15,7 +15,7 @@ __global__ void random_kernel_t(T* o, int64_t n, philox::Kind k, uint64_t seed, 
        blk += (int64_t)gridDim.x * blockDim.x) {
     double v[4];
     philox::block(k, seed, counter + blk, a, b, lo, hi, v);
-    for (int l = 0; l < 4 && blk * 4 + l < n; ++l) o[blk * 4 + l] = (T)v[l];
+    for (int l = 0; l < 4 && blk * 4 + l < n; ++l) o[blk * 4 + l] = T(v[l]);  // bfloat16: rounded through float32, as on the CPU
   }
 }
 
@@ -29,7 +29,7 @@ void random_typed(RandomKind k, const Tensor& out, PhiloxState st, double a, dou
 }
 
 void random_fill(RandomKind k, const Tensor& out, PhiloxState st, double a, double b) {
-  MTALAB_DISPATCH_FLOAT(out.dtype(), "random", [&] { random_typed<scalar_t>(k, out, st, a, b); });
+  MTALAB_DISPATCH_FLOATING(out.dtype(), "random", [&] { random_typed<scalar_t>(k, out, st, a, b); });
 }
 
 }  // namespace

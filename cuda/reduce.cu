@@ -87,7 +87,7 @@ void reduce_rows(const S* x, D* out, int64_t rows, int64_t r, int splits) {
 
 template <typename T, bool Sum>
 void reduce_typed(const Tensor& xt, int64_t dim, const Tensor& ot) {
-  using A = std::conditional_t<Sum, double, T>;
+  using A = std::conditional_t<Sum, double, acc_t<T>>;  // bfloat16 max in float: exact
   const Shape& s = xt.shape();
   int64_t outer = 1, inner = 1;
   for (int64_t d = 0; d < dim; ++d) outer *= s[d];
@@ -118,7 +118,7 @@ void reduce_typed(const Tensor& xt, int64_t dim, const Tensor& ot) {
 
 void reduce(ReduceKind k, const Tensor& x, int64_t dim, const Tensor& out) {
   if (!x.is_contiguous()) throw std::logic_error("reduce kernel: input must be contiguous");
-  MTALAB_DISPATCH_FLOAT(x.dtype(), "reduce", [&] {
+  MTALAB_DISPATCH_FLOATING(x.dtype(), "reduce", [&] {
     if (k == ReduceKind::sum) reduce_typed<scalar_t, true>(x, dim, out);
     else reduce_typed<scalar_t, false>(x, dim, out);
   });

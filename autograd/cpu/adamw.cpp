@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "autograd/cpu/parallel.h"
+#include "autograd/bf16_staging.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
@@ -28,6 +29,11 @@ void adamw_typed(const Tensor& pt, const Tensor& gt, const Tensor& mt, const Ten
 void adamw(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, AdamWArgs a) {
   if (!p.is_contiguous() || !g.is_contiguous() || !m.is_contiguous() || !v.is_contiguous())
     throw std::logic_error("adamw kernel: tensors must be contiguous");
+  if (p.dtype() == DType::bf16) {
+    Bf16Staging s;
+    adamw(s.out(p, true), s.in(g), s.out(m, true), s.out(v, true), a);
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(p.dtype(), "adamw", [&] { adamw_typed<scalar_t>(p, g, m, v, a); });
 }
 

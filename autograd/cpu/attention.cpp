@@ -24,6 +24,7 @@
 #include <limits>
 #include <vector>
 
+#include "autograd/bf16_staging.h"
 #include "autograd/cpu/mta_rows.h"
 #include "autograd/cpu/parallel.h"
 #include "autograd/cpu/simd.h"
@@ -568,13 +569,27 @@ void flash_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   }
 }
 
+// bfloat16 q, k, v (autograd/kernels.h): staged to float32; o bfloat16 or float32, lse and
+// the component kernels and their gradients float32, dq/dk/dv bfloat16.
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a, const Tensor& o,
                const Tensor& lse) {
+  if (q.dtype() == DType::bf16) {
+    Bf16Staging s;
+    attention(s.in(q), s.in(k), s.in(v), a, s.out(o), lse);
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(q.dtype(), "attention", [&] { attention_typed<scalar_t>(q, k, v, a, o, lse); });
 }
 
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                    const Tensor& dout, const AttentionParams& a, const AttentionGrads& g) {
+  if (q.dtype() == DType::bf16) {
+    Bf16Staging s;
+    AttentionGrads w = g;
+    w.dq = s.out(g.dq), w.dk = s.out(g.dk), w.dv = s.out(g.dv);
+    attention_bwd(s.in(q), s.in(k), s.in(v), s.in(o), lse, s.in(dout), a, w);
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(q.dtype(), "attention_backward", [&] {
     if (a.plain()) flash_backward<scalar_t>(q, k, v, o, lse, dout, a, g);
     else mta_backward<scalar_t>(q, k, v, lse, dout, a, g);

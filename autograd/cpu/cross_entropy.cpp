@@ -6,6 +6,7 @@
 
 #include "autograd/cpu/parallel.h"
 #include "autograd/cpu/simd.h"
+#include "autograd/bf16_staging.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
@@ -96,6 +97,7 @@ void cross_entropy_typed(const Tensor& lt, const Tensor& tt, const Tensor& losst
   });
 }
 void cross_entropy(const Tensor& logits, const Tensor& target, const Tensor& loss, const Tensor& lse) {
+  if (logits.dtype() == DType::bf16) return cross_entropy(Bf16Staging().in(logits), target, loss, lse);  // loss, lse: float32
   MTALAB_DISPATCH_FLOAT(logits.dtype(), "cross_entropy", [&] {
     MTALAB_DISPATCH_INDEX(target.dtype(), "cross_entropy",
                           [&] { cross_entropy_typed<scalar_t, index_t>(logits, target, loss, lse); });
@@ -134,6 +136,11 @@ void cross_entropy_bwd_typed(const Tensor& lt, const Tensor& tt, const Tensor& l
 }
 void cross_entropy_bwd(const Tensor& logits, const Tensor& target, const Tensor& lse, const Tensor& scale,
                        const Tensor& g) {
+  if (logits.dtype() == DType::bf16) {  // lse and scale are float32
+    Bf16Staging s;
+    cross_entropy_bwd(s.in(logits), target, lse, scale, s.out(g));
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward", [&] {
     MTALAB_DISPATCH_INDEX(target.dtype(), "cross_entropy_backward",
                           [&] { cross_entropy_bwd_typed<scalar_t, index_t>(logits, target, lse, scale, g); });

@@ -5,6 +5,7 @@
 
 #include "autograd/cpu/parallel.h"
 #include "autograd/cpu/simd.h"
+#include "autograd/bf16_staging.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
@@ -160,6 +161,11 @@ void unary_typed(UnaryKind k, const Tensor& xt, const Tensor& yt, double alpha) 
 }
 
 void unary(UnaryKind k, const Tensor& x, const Tensor& y, double alpha) {
+  if (x.dtype() == DType::bf16) {
+    Bf16Staging s;
+    unary(k, s.in(x), s.out(y), alpha);
+    return s.finish();
+  }
   if (!x.is_contiguous()) throw std::logic_error("unary kernel: input must be contiguous");
   MTALAB_DISPATCH_FLOAT(x.dtype(), "unary", [&] { unary_typed<scalar_t>(k, x, y, alpha); });
 }
@@ -228,11 +234,21 @@ void binary_typed(BinaryKind k, const Tensor& a, const Tensor& b, const Tensor& 
   }
 }
 void binary(BinaryKind k, const Tensor& a, const Tensor& b, const Tensor& out) {
+  if (out.dtype() == DType::bf16) {
+    Bf16Staging s;
+    binary(k, s.in(a), s.in(b), s.out(out));
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(out.dtype(), "binary", [&] { binary_typed<scalar_t>(k, a, b, out); });
 }
 
 // cond, a, b expanded to out's shape.
 void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) {
+  if (out.dtype() == DType::bf16) {
+    Bf16Staging s;
+    where(s.in(cond), s.in(a), s.in(b), s.out(out));
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(out.dtype(), "where", [&] {
     using T = scalar_t;
     const T* c = static_cast<const T*>(cond.raw());

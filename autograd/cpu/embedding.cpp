@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "autograd/cpu/parallel.h"
+#include "autograd/bf16_staging.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
@@ -24,6 +25,11 @@ void embedding_typed(const Tensor& wt, const Tensor& it, const Tensor& ot) {
   });
 }
 void embedding(const Tensor& w, const Tensor& idx, const Tensor& out) {
+  if (w.dtype() == DType::bf16) {
+    Bf16Staging s;
+    embedding(s.in(w), idx, s.out(out));
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(w.dtype(), "embedding", [&] {
     MTALAB_DISPATCH_INDEX(idx.dtype(), "embedding", [&] { embedding_typed<scalar_t, index_t>(w, idx, out); });
   });
@@ -45,6 +51,11 @@ void embedding_bwd_typed(const Tensor& gt, const Tensor& it, const Tensor& gwt) 
   });
 }
 void embedding_bwd(const Tensor& g, const Tensor& idx, const Tensor& gw) {
+  if (gw.dtype() == DType::bf16) {
+    Bf16Staging s;
+    embedding_bwd(s.in(g), idx, s.out(gw));
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(gw.dtype(), "embedding_backward", [&] {
     MTALAB_DISPATCH_INDEX(idx.dtype(), "embedding_backward", [&] { embedding_bwd_typed<scalar_t, index_t>(g, idx, gw); });
   });

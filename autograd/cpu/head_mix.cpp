@@ -17,6 +17,7 @@
 
 #include "autograd/cpu/mta_rows.h"
 #include "autograd/cpu/parallel.h"
+#include "autograd/bf16_staging.h"
 #include "autograd/kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MTALAB_NO_ISA_CLONES)
@@ -232,9 +233,19 @@ void head_mix_bwd_typed(const Tensor& xt, const Tensor& mt, const Tensor& got, c
 }
 
 void head_mix(const Tensor& x, const Tensor& mix, const Tensor& out) {
+  if (x.dtype() == DType::bf16) {
+    Bf16Staging s;
+    head_mix(s.in(x), s.in(mix), s.out(out));
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(x.dtype(), "head_mix", [&] { head_mix_typed<scalar_t>(x, mix, out); });
 }
 void head_mix_bwd(const Tensor& x, const Tensor& mix, const Tensor& gout, const Tensor& gx, const Tensor& gmix) {
+  if (x.dtype() == DType::bf16) {
+    Bf16Staging s;
+    head_mix_bwd(s.in(x), s.in(mix), s.in(gout), s.out(gx), s.out(gmix));
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(x.dtype(), "head_mix_backward",
                         [&] { head_mix_bwd_typed<scalar_t>(x, mix, gout, gx, gmix); });
 }

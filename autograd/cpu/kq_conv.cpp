@@ -25,6 +25,7 @@
 
 #include "autograd/cpu/mta_rows.h"
 #include "autograd/cpu/parallel.h"
+#include "autograd/bf16_staging.h"
 #include "autograd/kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MTALAB_NO_ISA_CLONES)
@@ -349,10 +350,20 @@ void kq_conv_bwd_typed(const Tensor& xt, const Tensor& kt, int64_t p, const Tens
 }
 
 void kq_conv(const Tensor& x, const Tensor& kernel, int64_t pad_left, const Tensor& out) {
+  if (x.dtype() == DType::bf16) {
+    Bf16Staging s;
+    kq_conv(s.in(x), s.in(kernel), pad_left, s.out(out));
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(x.dtype(), "kq_conv", [&] { kq_conv_typed<scalar_t>(x, kernel, pad_left, out); });
 }
 void kq_conv_bwd(const Tensor& x, const Tensor& kernel, int64_t pad_left, const Tensor& gout, const Tensor& gx,
                  const Tensor& gkernel) {
+  if (x.dtype() == DType::bf16) {
+    Bf16Staging s;
+    kq_conv_bwd(s.in(x), s.in(kernel), pad_left, s.in(gout), s.out(gx), s.out(gkernel));
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(x.dtype(), "kq_conv_backward",
                         [&] { kq_conv_bwd_typed<scalar_t>(x, kernel, pad_left, gout, gx, gkernel); });
 }

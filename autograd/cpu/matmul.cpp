@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include "autograd/cpu/parallel.h"
+#include "autograd/bf16_staging.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
@@ -70,7 +71,18 @@ void matmul_typed(Tensor a, Tensor b, const Tensor& out) {
   }
 }
 
+// bfloat16 operands: staged to float32 (exact) and multiplied by sgemm, the float32 result
+// written as it is (a float32 output) or rounded once (bfloat16). Debian's OpenBLAS 0.3.21
+// has no bfloat16 GEMM (cblas_sbgemm needs a BUILD_BFLOAT16 build).
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+  if (a.dtype() == DType::bf16) {
+    if (out.dtype() != DType::f32 && out.dtype() != DType::bf16)
+      throw std::invalid_argument(std::string("matmul: bfloat16 operands take a bfloat16 or float32 output, got ") +
+                                  dtype_name(out.dtype()));
+    Bf16Staging s;
+    matmul(s.in(a), s.in(b), s.out(out));
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(out.dtype(), "matmul", [&] { matmul_typed<scalar_t>(a, b, out); });
 }
 

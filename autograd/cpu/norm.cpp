@@ -6,6 +6,7 @@
 
 #include "autograd/cpu/parallel.h"
 #include "autograd/cpu/simd.h"
+#include "autograd/bf16_staging.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
@@ -181,6 +182,11 @@ void norm_typed(bool layer, const Tensor& xt, const Tensor& wt, const Tensor& bt
 }
 void norm(bool layer, const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y,
           const Tensor& mean, const Tensor& rstd) {
+  if (x.dtype() == DType::bf16) {  // mean and rstd are float32
+    Bf16Staging s;
+    norm(layer, s.in(x), s.in(w), s.in(b), eps, s.out(y), mean, rstd);
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(x.dtype(), "norm", [&] { norm_typed<scalar_t>(layer, x, w, b, eps, y, mean, rstd); });
 }
 
@@ -266,6 +272,11 @@ void norm_bwd_typed(bool layer, const Tensor& xt, const Tensor& wt, const Tensor
 }
 void norm_bwd(bool layer, const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
               const Tensor& gx, const Tensor& gw, const Tensor& gb) {
+  if (x.dtype() == DType::bf16) {
+    Bf16Staging s;
+    norm_bwd(layer, s.in(x), s.in(w), mean, rstd, s.in(gy), s.out(gx), s.out(gw), s.out(gb));
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(x.dtype(), "norm_backward",
                         [&] { norm_bwd_typed<scalar_t>(layer, x, w, mean, rstd, gy, gx, gw, gb); });
 }

@@ -21,13 +21,13 @@ void random_typed(RandomKind k, const Tensor& out, PhiloxState st, double a, dou
     for (int64_t blk = s; blk < e; ++blk) {
       double v[4];
       philox::block((philox::Kind)k, st.seed, st.counter + blk, a, b, lo, hi, v);
-      for (int l = 0; l < 4 && blk * 4 + l < n; ++l) o[blk * 4 + l] = (T)v[l];
+      for (int l = 0; l < 4 && blk * 4 + l < n; ++l) o[blk * 4 + l] = T(v[l]);  // bfloat16: rounded through float32, as on the GPU
     }
   });
 }
 
 void random_fill(RandomKind k, const Tensor& out, PhiloxState st, double a, double b) {
-  MTALAB_DISPATCH_FLOAT(out.dtype(), "random", [&] { random_typed<scalar_t>(k, out, st, a, b); });
+  MTALAB_DISPATCH_FLOATING(out.dtype(), "random", [&] { random_typed<scalar_t>(k, out, st, a, b); });
 }
 
 }  // namespace

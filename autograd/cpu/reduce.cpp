@@ -5,6 +5,7 @@
 
 #include "autograd/cpu/parallel.h"
 #include "autograd/cpu/simd.h"
+#include "autograd/bf16_staging.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
@@ -165,6 +166,11 @@ void reduce_typed(ReduceKind k, const Tensor& xt, int64_t dim, const Tensor& ot)
 }
 
 void reduce(ReduceKind k, const Tensor& x, int64_t dim, const Tensor& out) {
+  if (x.dtype() == DType::bf16) {
+    Bf16Staging s;
+    reduce(k, s.in(x), dim, s.out(out));
+    return s.finish();
+  }
   if (!x.is_contiguous()) throw std::logic_error("reduce kernel: input must be contiguous");
   MTALAB_DISPATCH_FLOAT(x.dtype(), "reduce", [&] { reduce_typed<scalar_t>(k, x, dim, out); });
 }

@@ -7,6 +7,7 @@
 
 #include "autograd/cpu/parallel.h"
 #include "autograd/cpu/simd.h"
+#include "autograd/bf16_staging.h"
 #include "autograd/kernels.h"
 
 namespace mtalab::cpu {
@@ -124,6 +125,11 @@ void softmax_typed(const Tensor& xt, const Tensor& yt, bool log, bool causal) {
   });
 }
 void softmax(const Tensor& x, const Tensor& y, bool log, bool causal) {
+  if (x.dtype() == DType::bf16) {
+    Bf16Staging s;
+    softmax(s.in(x), s.out(y), log, causal);
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(x.dtype(), "softmax", [&] { softmax_typed<scalar_t>(x, y, log, causal); });
 }
 
@@ -158,6 +164,11 @@ void softmax_bwd_typed(const Tensor& yt, const Tensor& gyt, const Tensor& gxt, b
   });
 }
 void softmax_bwd(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log, bool causal) {
+  if (y.dtype() == DType::bf16) {
+    Bf16Staging s;
+    softmax_bwd(s.in(y), s.in(gy), s.out(gx), log, causal);
+    return s.finish();
+  }
   MTALAB_DISPATCH_FLOAT(y.dtype(), "softmax_backward", [&] { softmax_bwd_typed<scalar_t>(y, gy, gx, log, causal); });
 }
 

@@ -6,7 +6,9 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
+#include "autograd/bfloat16.h"
 #include "cublas_v2.h"
 #include "cuda_runtime.h"
 
@@ -201,9 +203,8 @@ cublasStatus_t blas_fail(const std::string& call, const std::string& why) {
 
 // Checks one operand: `rows` x `cols` stored column-major with leading dimension ld,
 // batch entries `stride` apart, all inside one device allocation.
-template <typename T>
-bool operand_ok(const std::string& call, const char* name, const T* p, int rows, int cols, int ld, long long stride,
-                int batch, cublasStatus_t& st) {
+bool operand_ok(const std::string& call, const char* name, const void* p, size_t elem, int rows, int cols, int ld,
+                long long stride, int batch, cublasStatus_t& st) {
   if (ld < std::max(1, rows)) {
     st = blas_fail(call, std::string("ld") + name + " = " + std::to_string(ld) + " is less than the " +
                              std::to_string(rows) + " rows it holds");
@@ -215,7 +216,7 @@ bool operand_ok(const std::string& call, const char* name, const T* p, int rows,
     return false;
   }
   const size_t last = (size_t)(cols - 1) * ld + (rows - 1) + (size_t)stride * (batch - 1);
-  if (!is_device_range(p, (last + 1) * sizeof(T))) {
+  if (!is_device_range(p, (last + 1) * elem)) {
     st = blas_fail(call, std::string("matrix ") + name + " (" + std::to_string(rows) + " x " + std::to_string(cols) +
                              ", ld " + std::to_string(ld) + ", stride " + std::to_string(stride) + ", batch " +
                              std::to_string(batch) + ") reaches past the device allocation it starts in");
@@ -224,28 +225,104 @@ bool operand_ok(const std::string& call, const char* name, const T* p, int rows,
   return true;
 }
 
-template <typename T>
-cublasStatus_t gemm(const char* fname, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                    int k, const T* alpha, const T* A, int lda, long long sa, const T* B, int ldb, long long sb,
-                    const T* beta, T* C, int ldc, long long sc, int batch) {
+// The argument checks every GEMM call makes: sizes, then each operand's layout and extent
+// (element sizes in bytes: a, b, c).
+cublasStatus_t check_gemm(const std::string& call, cublasHandle_t h, bool tA, bool tB, int m, int n, int k,
+                          const void* A, size_t ea, int lda, long long sa, const void* B, size_t eb, int ldb,
+                          long long sb, const void* C, size_t ec, int ldc, long long sc, int batch) {
   g_blas_detail.clear();
-  const std::string call = fname;
   if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
   if (m < 0 || n < 0 || k < 0 || batch < 0)
     return blas_fail(call, "negative size m = " + std::to_string(m) + ", n = " + std::to_string(n) + ", k = " +
                                std::to_string(k) + ", batch = " + std::to_string(batch));
   cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
-  const bool tA = ta != CUBLAS_OP_N, tB = tb != CUBLAS_OP_N;
-  if (!operand_ok(call, "a", A, tA ? k : m, tA ? m : k, lda, sa, batch, st) ||
-      !operand_ok(call, "b", B, tB ? n : k, tB ? k : n, ldb, sb, batch, st) ||
-      !operand_ok(call, "c", C, m, n, ldc, sc, batch, st))
+  if (!operand_ok(call, "a", A, ea, tA ? k : m, tA ? m : k, lda, sa, batch, st) ||
+      !operand_ok(call, "b", B, eb, tB ? n : k, tB ? k : n, ldb, sb, batch, st) ||
+      !operand_ok(call, "c", C, ec, m, n, ldc, sc, batch, st))
     return st;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+template <typename T>
+cublasStatus_t gemm(const char* fname, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                    int k, const T* alpha, const T* A, int lda, long long sa, const T* B, int ldb, long long sb,
+                    const T* beta, T* C, int ldc, long long sc, int batch) {
+  const bool tA = ta != CUBLAS_OP_N, tB = tb != CUBLAS_OP_N;
+  const cublasStatus_t st =
+      check_gemm(fname, h, tA, tB, m, n, k, A, sizeof(T), lda, sa, B, sizeof(T), ldb, sb, C, sizeof(T), ldc, sc, batch);
+  if (st != CUBLAS_STATUS_SUCCESS) return st;
   const auto TA = tA ? CblasTrans : CblasNoTrans, TB = tB ? CblasTrans : CblasNoTrans;
   for (int i = 0; i < batch; ++i) {
     if constexpr (std::is_same_v<T, float>)
       cblas_sgemm(CblasColMajor, TA, TB, m, n, k, *alpha, A + i * sa, lda, B + i * sb, ldb, *beta, C + i * sc, ldc);
     else
       cblas_dgemm(CblasColMajor, TA, TB, m, n, k, *alpha, A + i * sa, lda, B + i * sb, ldb, *beta, C + i * sc, ldc);
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+size_t data_type_size(cudaDataType t) {
+  switch (t) {
+    case CUDA_R_32F: return 4;
+    case CUDA_R_64F: return 8;
+    case CUDA_R_16F:
+    case CUDA_R_16BF: return 2;
+  }
+  return 0;
+}
+
+// A `rows` x `cols` column-major bfloat16 matrix (leading dimension ld) as float32, ld kept.
+std::vector<float> widen_bf16(const void* p, int rows, int cols, int ld) {
+  std::vector<float> w(cols ? (size_t)(cols - 1) * ld + rows : 0);
+  const auto* b = static_cast<const mtalab::bfloat16*>(p);
+  for (int c = 0; c < cols; ++c)
+    for (int r = 0; r < rows; ++r) w[(size_t)c * ld + r] = (float)b[(size_t)c * ld + r];
+  return w;
+}
+
+// cublasGemmEx / cublasGemmStridedBatchedEx: float32 and float64 go to gemm(); bfloat16 A
+// and B are widened (exact), multiplied with float32 accumulation, and C (bfloat16 or
+// float32) is read for beta and written, rounded once.
+cublasStatus_t gemm_ex(const char* fname, cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                       int k, const void* alpha, const void* A, cudaDataType at, int lda, long long sa, const void* B,
+                       cudaDataType bt, int ldb, long long sb, const void* beta, void* C, cudaDataType ct, int ldc,
+                       long long sc, int batch, cublasComputeType_t compute) {
+  const std::string call = fname;
+  const bool f32 = at == CUDA_R_32F && bt == CUDA_R_32F && ct == CUDA_R_32F &&
+                   (compute == CUBLAS_COMPUTE_32F || compute == CUBLAS_COMPUTE_32F_FAST_TF32);
+  const bool f64 = at == CUDA_R_64F && bt == CUDA_R_64F && ct == CUDA_R_64F && compute == CUBLAS_COMPUTE_64F;
+  const bool bf16 = at == CUDA_R_16BF && bt == CUDA_R_16BF && (ct == CUDA_R_16BF || ct == CUDA_R_32F) &&
+                    compute == CUBLAS_COMPUTE_32F;
+  if (!f32 && !f64 && !bf16) {
+    g_blas_detail = call + ": unsupported type combination A " + std::to_string(at) + ", B " + std::to_string(bt) +
+                    ", C " + std::to_string(ct) + ", compute " + std::to_string(compute);
+    return h ? CUBLAS_STATUS_NOT_SUPPORTED : CUBLAS_STATUS_NOT_INITIALIZED;
+  }
+  if (f32)
+    return gemm(fname, h, ta, tb, m, n, k, (const float*)alpha, (const float*)A, lda, sa, (const float*)B, ldb, sb,
+                (const float*)beta, (float*)C, ldc, sc, batch);
+  if (f64)
+    return gemm(fname, h, ta, tb, m, n, k, (const double*)alpha, (const double*)A, lda, sa, (const double*)B, ldb,
+                sb, (const double*)beta, (double*)C, ldc, sc, batch);
+  const bool tA = ta != CUBLAS_OP_N, tB = tb != CUBLAS_OP_N;
+  const cublasStatus_t st = check_gemm(call, h, tA, tB, m, n, k, A, 2, lda, sa, B, 2, ldb, sb, C,
+                                       data_type_size(ct), ldc, sc, batch);
+  if (st != CUBLAS_STATUS_SUCCESS || !m || !n) return st;
+  const auto TA = tA ? CblasTrans : CblasNoTrans, TB = tB ? CblasTrans : CblasNoTrans;
+  const float al = *(const float*)alpha, be = *(const float*)beta;
+  for (int i = 0; i < batch; ++i) {
+    const std::vector<float> a = widen_bf16((const char*)A + 2 * i * sa, tA ? k : m, tA ? m : k, lda);
+    const std::vector<float> b = widen_bf16((const char*)B + 2 * i * sb, tB ? n : k, tB ? k : n, ldb);
+    if (ct == CUDA_R_32F) {
+      float* c = (float*)C + i * sc;
+      cblas_sgemm(CblasColMajor, TA, TB, m, n, k, al, a.data(), lda, b.data(), ldb, be, c, ldc);
+      continue;
+    }
+    auto* c = (mtalab::bfloat16*)C + i * sc;
+    std::vector<float> cw = widen_bf16(c, m, n, ldc);
+    cblas_sgemm(CblasColMajor, TA, TB, m, n, k, al, a.data(), lda, b.data(), ldb, be, cw.data(), ldc);
+    for (int col = 0; col < n; ++col)
+      for (int r = 0; r < m; ++r) c[(size_t)col * ldc + r] = mtalab::bfloat16(cw[(size_t)col * ldc + r]);
   }
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -303,4 +380,19 @@ cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
                                          const double* B, int ldb, long long sb, const double* beta, double* C,
                                          int ldc, long long sc, int batch) {
   return gemm("cublasDgemmStridedBatched", h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+}
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void* alpha, const void* A, cudaDataType at, int lda, const void* B, cudaDataType bt,
+                            int ldb, const void* beta, void* C, cudaDataType ct, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t) {
+  return gemm_ex("cublasGemmEx", h, ta, tb, m, n, k, alpha, A, at, lda, 0, B, bt, ldb, 0, beta, C, ct, ldc, 0, 1,
+                 compute);
+}
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                          int k, const void* alpha, const void* A, cudaDataType at, int lda,
+                                          long long sa, const void* B, cudaDataType bt, int ldb, long long sb,
+                                          const void* beta, void* C, cudaDataType ct, int ldc, long long sc, int batch,
+                                          cublasComputeType_t compute, cublasGemmAlgo_t) {
+  return gemm_ex("cublasGemmStridedBatchedEx", h, ta, tb, m, n, k, alpha, A, at, lda, sa, B, bt, ldb, sb, beta, C, ct,
+                 ldc, sc, batch, compute);
 }
