@@ -15,6 +15,8 @@ size_t dtype_size(DType t);
 const char* dtype_name(DType t);
 DType parse_dtype(const std::string& s);  // "float32"/"f32", "float64"/"f64", "bfloat16"/"bf16", "int32", "int64"
 inline bool is_floating(DType t) { return t == DType::f32 || t == DType::f64 || t == DType::bf16; }
+// The dtype kernels compute and keep statistics in: float32 for bfloat16, else t itself.
+inline DType acc_dtype(DType t) { return t == DType::bf16 ? DType::f32 : t; }
 
 enum class DeviceKind : uint8_t { cpu = 0, cuda = 1 };
 constexpr int kNumDeviceKinds = 2;

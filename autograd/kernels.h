@@ -8,8 +8,12 @@
 //   - inputs are contiguous; outputs are freshly allocated contiguous tensors of the right
 //     shape, dtype and device, made by the op before the call, and every element of an
 //     output is written (the CUDA emulator fills new memory with NaN to prove it);
-//   - float kernels take float32 or float64, all tensors of one call in the same dtype;
-//     index tensors (embedding, cross-entropy targets) are int32 or int64;
+//   - float kernels take float32, float64 or bfloat16, all tensors of one call in the same
+//     dtype, except that beside bfloat16 the statistics are float32 (norms' mean and rstd,
+//     cross-entropy's loss, lse and scale, attention's lse and MTA kernels; see each) and
+//     matmul may write a float32 result. bfloat16 is storage only: a kernel computes in
+//     float32 (sums in float32 or wider) and rounds each bfloat16 output once. Index
+//     tensors (embedding, cross-entropy targets) are int32 or int64;
 //   - a call is deterministic: the same inputs give the same bits on every run and for
 //     any thread count (no float atomics; sums in an order fixed by the shape).
 // Families whose inputs may be strided say so: copy (source and destination), binary
@@ -63,6 +67,8 @@ using ReduceFn = void (*)(ReduceKind, const Tensor& x, int64_t dim, const Tensor
 // matmul: out[..., M, N] = a[..., M, K] b[..., K, N]; a and b already expanded to out's
 // batch dims (stride 0 where broadcast); each matrix may be row-major (stride[-1] = 1)
 // or column-major (a transposed view, stride[-2] = 1): both go to BLAS without copies.
+// bfloat16 a and b: out bfloat16, or float32 (the mixed-precision product: float32
+// accumulation written as it is).
 using MatmulFn = void (*)(const Tensor& a, const Tensor& b, const Tensor& out);
 // Softmax over the last dim. causal: x is [..., T, T] and row i only sees columns
 // j <= i; y is 0 (log: -inf) at j > i. No mask tensor is ever built. A row with no
@@ -77,6 +83,7 @@ using WhereFn = void (*)(const Tensor& cond, const Tensor& a, const Tensor& b, c
 using RandomFn = void (*)(RandomKind, const Tensor& out, PhiloxState st, double a, double b);
 // Norms over the last dim. rms: y = x*rstd*w; layer: y = (x-mean)*rstd*w + bias.
 // w and bias may be undefined (then 1 and 0). mean/rstd: one per row (mean 0 for rms).
+// bfloat16 x (and w, bias, y): mean and rstd are float32.
 using NormFn = void (*)(bool layer, const Tensor& x, const Tensor& w, const Tensor& bias,
                         double eps, const Tensor& y, const Tensor& mean, const Tensor& rstd);
 // gx, gw (sum over rows of gy*xh) and gbias (sum over rows of gy); any of the three may
@@ -93,7 +100,8 @@ using EmbeddingBwdFn = void (*)(const Tensor& gout, const Tensor& idx, const Ten
 // cross-entropy per row: logits [N, V], target [N] int; loss[n] = lse[n] - logits[n, t]
 // with lse[n] = log sum_j exp(logits[n, j]). (The op turns its float mask [N] into the
 // per-row weights `scale` of the backward; the kernels never see a mask.) A target
-// outside [0, V) is an error (CPU: invalid_argument; CUDA: NaN loss).
+// outside [0, V) is an error (CPU: invalid_argument; CUDA: NaN loss). bfloat16 logits:
+// loss, lse and the backward's scale are float32, glogits bfloat16.
 using CrossEntropyFn = void (*)(const Tensor& logits, const Tensor& target, const Tensor& loss,
                                 const Tensor& lse);
 // glogits[n,:] = scale[n] * (softmax(logits[n]) - onehot(target[n])); 0 where scale is 0.
@@ -136,6 +144,10 @@ using HeadMixBwdFn = void (*)(const Tensor& x, const Tensor& mix, const Tensor& 
 //   o = mix_post(kq_post(causal_softmax(mix_pre(kq_pre(scale q kᵀ))))) v
 // and lse the log-sum-exp of the softmax's input rows. No [T, T] tensor is built: the
 // kernels recompute blocks of rows (with the convolutions' halos) as they go.
+// q, k, v share one dtype. With bfloat16 q, k, v: o is bfloat16 or float32 (the
+// mixed-precision op asks float32), lse is float32, the MTA kernels and their gradients
+// are float32, dout has o's dtype, and dq, dk, dv are bfloat16 or float32 (each as
+// allocated: the mixed-precision op asks float32, so the gradient is not rounded).
 struct AttentionParams {
   double scale = 1;
   Tensor kq_pre, mix_pre, kq_post, mix_post;  // [H, cq, ck] / [H/ch, ch, ch], or undefined

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/autocast.h"
 #include "autograd/errors.h"
 #include "autograd/ops.h"
 #include "autograd/ops_util.h"
@@ -95,28 +96,35 @@ struct HeadMixOp {
 
 struct FusedAttentionOp {
   static constexpr const char* name = "fused_attention";
+  // mixed (autograd/autocast.h): float32 q, k, v go to the kernels as bfloat16 copies
+  // (saved for the backward); o, lse and every gradient are float32.
   static Tensor forward(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& kq_pre,
                         const Tensor& mix_pre, const Tensor& kq_post, const Tensor& mix_post, double scale,
-                        int64_t p_pre, int64_t p_post) {
+                        int64_t p_pre, int64_t p_post, bool mixed) {
     auto c = [](const Tensor& t) { return t.defined() ? detail::materialize(t) : t; };
+    auto operand = [&](const Tensor& t) { return mixed ? t.to(DType::bf16).detach() : c(t); };
     AttentionParams a{scale, c(kq_pre), c(mix_pre), c(kq_post), c(mix_post), p_pre, p_post};
-    const Tensor qc = c(q), kc = c(k), vc = c(v);
-    Tensor o = Tensor::empty(q.shape(), q.options());
-    Tensor lse = Tensor::empty({q.size(0), q.size(1), q.size(2)}, q.options());
+    const Tensor qc = operand(q), kc = operand(k), vc = operand(v);
+    // bfloat16 inputs: o in float32 (mixed) or bfloat16, the row statistics in float32.
+    const DType od = mixed ? DType::f32 : q.dtype(), sd = q.dtype() == DType::bf16 || mixed ? DType::f32 : q.dtype();
+    Tensor o = Tensor::empty(q.shape(), {od, q.device()});
+    Tensor lse = Tensor::empty({q.size(0), q.size(1), q.size(2)}, {sd, q.device()});
     attention_kernel(q.device())(qc, kc, vc, a, o, lse);
     ctx.save({qc, kc, vc, o, lse, a.kq_pre, a.mix_pre, a.kq_post, a.mix_post});
     ctx.scalars = {scale};
-    ctx.ints = {p_pre, p_post};
+    ctx.ints = {p_pre, p_post, mixed, (int64_t)q.dtype()};
     return o;
   }
   static TensorList backward(Context& ctx, const Tensor& g) {
     const TensorList& s = ctx.saved;
     const AttentionParams a{ctx.scalars[0], s[5], s[6], s[7], s[8], ctx.ints[0], ctx.ints[1]};
-    auto want = [&](size_t i, const Tensor& like) {
-      return ctx.needs_grad(i) ? Tensor::empty(like.shape(), like.options()) : Tensor();
+    const DType qd = (DType)ctx.ints[3];  // the gradients of q, k, v: their own dtype (float32 when mixed)
+    auto want = [&](size_t i, const Tensor& like, DType dt) {
+      return ctx.needs_grad(i) ? Tensor::empty(like.shape(), {dt, like.device()}) : Tensor();
     };
-    AttentionGrads gr{want(0, s[0]), want(1, s[1]), want(2, s[2]), want(3, s[5]), want(4, s[6]), want(5, s[7]),
-                      want(6, s[8])};
+    AttentionGrads gr{want(0, s[0], qd), want(1, s[1], qd), want(2, s[2], qd),
+                      want(3, s[5], s[5].defined() ? s[5].dtype() : qd), want(4, s[6], s[6].defined() ? s[6].dtype() : qd),
+                      want(5, s[7], s[7].defined() ? s[7].dtype() : qd), want(6, s[8], s[8].defined() ? s[8].dtype() : qd)};
     attention_bwd_kernel(g.device())(s[0], s[1], s[2], s[3], s[4], detail::materialize(g), a, gr);
     return {gr.dq, gr.dk, gr.dv, gr.dkq_pre, gr.dmix_pre, gr.dkq_post, gr.dmix_post};
   }
@@ -134,9 +142,17 @@ void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Mt
   }
   if (q.dim() != 4) throw std::invalid_argument(std::string(op) + ": expected q [B, H, T, Dh], got " + shape_str(q.shape()));
   const int64_t H = q.size(1);
+  // The MTA kernels stay float32 beside bfloat16 q, k, v (autograd/kernels.h).
+  const DType comp = q.dtype() == DType::bf16 ? DType::f32 : q.dtype();
+  auto check_component = [&](const Tensor& t) {
+    detail::check_same_device(op, q, t);
+    if (t.dtype() != comp)
+      throw std::invalid_argument(std::string(op) + ": an MTA kernel of dtype " + dtype_name(t.dtype()) + " beside q of " +
+                                  dtype_name(q.dtype()) + " (expected " + dtype_name(comp) + ")");
+  };
   for (const Tensor* t : {&m.kq_pre, &m.kq_post}) {
     if (!t->defined()) continue;
-    detail::check_compatible(op, q, *t);
+    check_component(*t);
     if (t->dim() != 3 || t->size(0) != H || t->size(1) < 1 || t->size(2) < 1)
       throw std::invalid_argument(std::string(op) + ": kq kernel of shape " + shape_str(t->shape()) +
                                   " does not match q " + shape_str(q.shape()) + " (expected [H, c_q, c_k] with H = " +
@@ -145,7 +161,7 @@ void check_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Mt
   int64_t ch = 0;
   for (const Tensor* t : {&m.mix_pre, &m.mix_post}) {
     if (!t->defined()) continue;
-    detail::check_compatible(op, q, *t);
+    check_component(*t);
     if (t->dim() != 3 || t->size(1) != t->size(2) || t->size(1) < 1 || H % t->size(1) || t->size(0) != H / t->size(1))
       throw std::invalid_argument(std::string(op) + ": head mix of shape " + shape_str(t->shape()) +
                                   " does not match q " + shape_str(q.shape()) + " (expected [H/c_h, c_h, c_h])");
@@ -162,7 +178,9 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, double
   check_attention(q, k, v, m);
   const int64_t p_pre = m.kq_pre.defined() ? kq_pad_offset(m.pad, m.kq_pre.size(2)) : 0;
   const int64_t p_post = m.kq_post.defined() ? kq_pad_offset(m.pad, m.kq_post.size(2)) : 0;
-  return Function<FusedAttentionOp>::apply(q, k, v, m.kq_pre, m.mix_pre, m.kq_post, m.mix_post, scale, p_pre, p_post);
+  const bool mixed = autocast_bf16() && q.dtype() == DType::f32;
+  return Function<FusedAttentionOp>::apply(q, k, v, m.kq_pre, m.mix_pre, m.kq_post, m.mix_post, scale, p_pre, p_post,
+                                           mixed);
 }
 
 Tensor attention_probs(const Tensor& q, const Tensor& k, double scale, const MtaMaps& m) {

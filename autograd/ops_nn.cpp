@@ -52,8 +52,9 @@ struct NormOp {
     }
     Tensor xc = detail::materialize(x);
     Shape rows(x.shape().begin(), x.shape().end() - 1);
-    Tensor y = Tensor::empty(x.shape(), x.options()), mean = Tensor::empty(rows, x.options()),
-           rstd = Tensor::empty(rows, x.options());
+    // The row statistics in float32 beside bfloat16 (autograd/kernels.h).
+    const TensorOptions stats{acc_dtype(x.dtype()), x.device()};
+    Tensor y = Tensor::empty(x.shape(), x.options()), mean = Tensor::empty(rows, stats), rstd = Tensor::empty(rows, stats);
     norm_kernel(x.device())(layer, xc, w.defined() ? detail::materialize(w) : w,
                             b.defined() ? detail::materialize(b) : b, eps, y, mean, rstd);
     ctx.save({xc, w.defined() ? detail::materialize(w) : w, mean, rstd});
@@ -114,10 +115,12 @@ struct CrossEntropyOp {
                                   shape_str(target.shape()) + (mask.defined() ? " and " + shape_str(mask.shape()) : ""));
     const int64_t V = logits.size(-1), N = target.numel();
     Tensor l2 = reshape(logits, {N, V}), t = detail::materialize(target);
-    Tensor loss = Tensor::empty({N}, logits.options()), lse = Tensor::empty({N}, logits.options());
+    // The loss, lse and weights in float32 beside bfloat16 logits (autograd/kernels.h).
+    const TensorOptions stats{acc_dtype(logits.dtype()), logits.device()};
+    Tensor loss = Tensor::empty({N}, stats), lse = Tensor::empty({N}, stats);
     cross_entropy_kernel(logits.device())(l2, t, loss, lse);
     // Per-token weights: mask / (number of unmasked tokens), so the loss is their mean.
-    Tensor w = mask.defined() ? reshape(to_dtype(mask, logits.dtype()), {N}) : ones({N}, logits.options());
+    Tensor w = mask.defined() ? reshape(to_dtype(mask, stats.dtype), {N}) : ones({N}, stats);
     // Divided on the device (no read back per step); an all-zero mask gives 0, not NaN.
     Tensor scale = div(w, maximum(sum(w), ones({}, w.options())));
     ctx.save({l2, t, lse, scale});

@@ -6,10 +6,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "layers/attention.h"
 #include "layers/transformer.h"
@@ -28,6 +30,9 @@ struct OpCase {
   std::string name;
   std::vector<Input> inputs;
   std::function<Tensor(const TensorList&)> f;
+  // Matrix products in sequence on the longest path from an input to the output, which
+  // bf16 mode computes from bfloat16 operands (autograd/autocast.h); 0: all float32.
+  int bf16_products = 0;
 };
 
 double norm_error(const std::vector<double>& a, const std::vector<double>& ref) {
@@ -46,15 +51,20 @@ struct Result {
   std::vector<std::vector<double>> grads;
 };
 
-// Forward, then backward of sum(y * R) with a fixed R, on `dev` in `dt`.
-Result run(const OpCase& c, Device dev, DType dt, uint64_t seed) {
+// Forward, then backward of sum(y * R) with a fixed R, on `dev` in `dt` (in bf16 mode:
+// float32 tensors, the forward inside AutocastGuard(bf16)).
+Result run(const OpCase& c, Device dev, DType dt, uint64_t seed, bool bf16_mode = false) {
   TensorList in;
   for (size_t k = 0; k < c.inputs.size(); ++k) {
     Generator g(seed + k);
     Tensor x = uniform(c.inputs[k].shape, c.inputs[k].lo, c.inputs[k].hi, g, {DType::f64});
     in.push_back(x.to(dt).to(dev).set_requires_grad(true));
   }
-  Tensor y = c.f(in);
+  Tensor y;
+  {
+    AutocastGuard guard(bf16_mode ? DType::bf16 : DType::f32);
+    y = c.f(in);
+  }
   Generator gr(seed + 1000);
   Tensor R = uniform(y.shape(), 0.5, 1.5, gr, {DType::f64}).to(dt).to(dev);
   sum(mul(y, R)).backward();
@@ -101,7 +111,7 @@ std::vector<OpCase> op_cases() {
                     add(max(x[0], {2}, true), logsumexp(x[0], 2, true)));
        }},
       {"matmul with broadcast batch, linear with bias", {{{2, 3, 4, 6}}, {{6, 5}}, {{7, 5}}, {{7}}},
-       [](L x) { return linear(matmul(x[0], x[1]), x[2], x[3]); }},
+       [](L x) { return linear(matmul(x[0], x[1]), x[2], x[3]); }, 2},
       {"views: permute, transpose, slice, expand, concat, split, contiguous", {{{4, 3, 6}}},
        [](L x) {
          Tensor p = contiguous(permute(x[0], {2, 0, 1}));  // [6, 4, 3]
@@ -125,15 +135,15 @@ std::vector<OpCase> op_cases() {
          Tensor s = mul(matmul(x[0], transpose(x[1], -1, -2)), 0.5);
          Tensor p = causal_softmax(head_mix(kq_conv(s, x[3], KqPad::both), x[4]));
          return matmul(head_mix(kq_conv(p, x[5], KqPad::left), x[6]), x[2]);
-       }},
+       }, 2},
       {"fused attention, plain softmax", {{{2, 3, 21, 8}}, {{2, 3, 21, 8}}, {{2, 3, 21, 8}}},
-       [](L x) { return fused_attention(x[0], x[1], x[2], 0.35); }},
+       [](L x) { return fused_attention(x[0], x[1], x[2], 0.35); }, 2},
       {"fused attention, every MTA component", {{{1, 4, 19, 4}}, {{1, 4, 19, 4}}, {{1, 4, 19, 4}}, {{4, 3, 5}},
                                               {{1, 4, 4}}, {{4, 2, 3}}, {{1, 4, 4}}},
        [](L x) {
          MtaMaps m{x[3], x[4], x[5], x[6], KqPad::both};
          return fused_attention(x[0], x[1], x[2], 0.5, m);
-       }},
+       }, 2},
   };
   return c;
 }
@@ -142,6 +152,41 @@ std::vector<OpCase> op_cases() {
 
 TEST_CASE("cuda ops: every differentiable op agrees with the CPU, values and gradients") {
   for (const OpCase& c : op_cases()) compare(c);
+}
+
+// bf16 mode against float64, on both devices. An op outside autocast's list runs in
+// float32: the float32 tolerance. A matrix product from bfloat16 operands moves each term
+// a_k b_k by at most 2u (u = 2^-8, each operand rounded once); the gradient's products
+// round the incoming gradient too, so a path of n products sees n + 1 roundings of up
+// to 2u each: an entry moves by at most 2u (n + 1) sum_k |a_k b_k|. Normalised by the
+// largest entry, that is 2u (n + 1) times the ratio of sum|a_k b_k| to the largest
+// |sum a_k b_k|; these inputs are uniform with both signs and the sums short (K <= 19),
+// and the tolerance allows the ratio 2: 4u (n + 1). (Measured: about u, the roundings'
+// errors having random signs.)
+TEST_CASE("cuda ops: every differentiable op in bf16 mode against float64, on the CPU and CUDA") {
+  constexpr double u = 0x1p-8;
+  for (const OpCase& c : op_cases()) {
+    CAPTURE(c.name);
+    const uint64_t seed = std::hash<std::string>{}(c.name) % 100000;
+    const double tol = c.bf16_products ? 4 * u * (c.bf16_products + 1) : 2e-5;
+    const Result ref = run(c, kCPU, DType::f64, seed);
+    double worst = 0;
+    for (Device dev : {kCPU, kCuda}) {
+      CAPTURE(dev.str());
+      const Result r = run(c, dev, DType::f32, seed, true);
+      const double ey = norm_error(r.y, ref.y);
+      CHECK(ey <= tol);
+      worst = std::max(worst, ey);
+      for (size_t k = 0; k < ref.grads.size(); ++k) {
+        CAPTURE(k);
+        REQUIRE(r.grads[k].size() == ref.grads[k].size());
+        const double eg = norm_error(r.grads[k], ref.grads[k]);
+        CHECK(eg <= tol);
+        worst = std::max(worst, eg);
+      }
+    }
+    std::printf("bf16 mode: %-70s worst %.2e (tol %.2e)\n", c.name.c_str(), worst, tol);
+  }
 }
 
 TEST_CASE("cuda ops: embedding, cross-entropy with a mask, dropout") {
