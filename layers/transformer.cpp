@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "autograd/autocast.h"
 #include "autograd/errors.h"
 
 namespace mtalab {
@@ -68,6 +69,9 @@ Transformer::Transformer(const ModelConfig& c) : cfg_(c) {
   if ((c.d_model / c.n_heads) % 2)
     throw InputError("model: head dim d_model/n_heads=" + std::to_string(c.d_model / c.n_heads) +
                      " must be even for RoPE");
+  if (c.precision == DType::bf16 && c.dtype != DType::f32)
+    throw InputError(std::string("model: mixed precision (bf16) keeps float32 master weights; got dtype ") +
+                     dtype_name(c.dtype) + ", expected float32");
   Generator g(c.seed * 1000003ull + 7);
   const double std = init_std_of(c);
   tok_embeddings_ = register_parameter("tok_embeddings.weight", trunc_normal({c.vocab_size, c.d_model}, std, 3.0, g, {c.dtype}));
@@ -85,6 +89,7 @@ Tensor Transformer::forward(const Tensor& tokens, Generator& dropout_gen) {
   if (tokens.size(1) > cfg_.max_seq_len)
     throw std::invalid_argument("transformer: sequence length " + std::to_string(tokens.size(1)) +
                                 " exceeds max_seq_len " + std::to_string(cfg_.max_seq_len));
+  AutocastGuard mixed(cfg_.precision);
   Tensor x = embedding(tok_embeddings_, tokens);
   for (auto& b : blocks_) x = b->forward(x, rope_, dropout_gen);
   x = norm_->forward(x);
@@ -104,6 +109,7 @@ Tensor Transformer::decode(const Tensor& tokens, DecodeCache& cache) {
     return concat(rows, 1);
   }
   NoGradGuard ng;
+  AutocastGuard mixed(cfg_.precision);
   train(false);
   cache.layers.resize(blocks_.size());
   Tensor x = embedding(tok_embeddings_, tokens);

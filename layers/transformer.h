@@ -25,6 +25,9 @@ struct ModelConfig {
   double init_std = 0.0;      // 0: d_model^-0.5
   bool tie_embeddings = true;
   DType dtype = DType::f32;
+  // bf16: mixed precision — float32 parameters, matrix products and attention from
+  // bfloat16 operands (the op list: autograd/autocast.h). Needs dtype float32.
+  DType precision = DType::f32;
   uint64_t seed = 0;
   std::string attention = "softmax";
   std::string attn_impl = "auto";  // auto | fused | maps

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "autograd/autocast.h"
 #include "autograd/errors.h"
 #include "experiments/tasks/train_data.h"
 #include "layers/attention.h"
@@ -44,6 +45,10 @@ std::vector<OptionSpec> make_train_option_specs() {
       S::Float("model.init_std", 0.0, "std of truncated-normal init (0: d_model^-0.5)", 0, 10),
       S::Bool("model.tie_embeddings", true, "output projection shares the token embedding"),
       S::String("model.dtype", "float32", "parameter and activation dtype", {"float32", "float64"}),
+      S::String("train.precision", "fp32",
+                "bf16: mixed precision — float32 master weights and optimizer state, matrix products and attention "
+                "from bfloat16 operands with float32 accumulation, everything else float32 (README: Precision)",
+                {"fp32", "bf16"}),
       // the data
       S::String("data.task", "find_block", "what to learn (a registered task)", task_names()),
       S::String("data.path", "data/corpora/kjv.txt", "text file for data.task=text (setup.sh prepares the KJV Bible)"),
@@ -111,6 +116,10 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
   m.init_std = v.get_float("model.init_std");
   m.tie_embeddings = v.get_bool("model.tie_embeddings");
   m.dtype = parse_dtype(v.get_string("model.dtype"));
+  m.precision = parse_precision(v.get_string("train.precision"));
+  if (m.precision == DType::bf16 && m.dtype != DType::f32)
+    throw InputError("option --train.precision=bf16 keeps float32 master weights; it needs --model.dtype float32, got " +
+                     v.get_string("model.dtype"));
   c.task = v.get_string("data.task");
   c.data_path = v.get_string("data.path");
   c.val_path = v.get_string("data.val_path");
