@@ -2,7 +2,9 @@
 # On a machine with an NVIDIA GPU: builds the CUDA backend for it, runs the CUDA test
 # suite there (the same binaries the emulated build runs on the CPU), trains the toy task
 # on the GPU and on the CPU side by side, and times every kernel family against cuBLAS and
-# cuDNN (bench/bench_cuda.cpp). Everything it prints also goes to
+# cuDNN (bench/bench_cuda.cpp, bf16 GEMMs against cublasGemmEx among them), times the 124M
+# model's training step in fp32 and bf16 (bench/bench_precision.cpp: tokens/s and MFU).
+# Everything it prints also goes to
 # bench/results/gpu_check_<date>.txt.
 #
 #   scripts/gpu_check.sh            ARCH=90 (H100/H200); ARCH=80 for A100, or "native"
@@ -40,6 +42,11 @@ done
 "$BIN" report "$OUT"/*/run.h5
 echo "== kernel families vs cuBLAS / cuDNN"
 "$BUILD_DIR/bench_cuda" --repeats 20
+echo "== mixed precision: the 124M GPT-2-sized model (d=768, 12 layers, 12 heads, T=1024, B=8), fp32 vs bf16 step"
+for att in softmax mta; do
+  timeout 180 "$BUILD_DIR/bench_precision" --device cuda --attention $att --d 768 --layers 12 --heads 12 --seq 1024 \
+    --batch 8 --steps 5 || echo "RESULT bench_precision $att failed or timed out (exit $?)"
+done
 echo "== fused attention vs the map ops on the GPU: a training step, d=256, 4 layers, 4 heads, 16384 tokens"
 for T in 1024 2048 4096 8192; do
   for att in softmax mta; do
