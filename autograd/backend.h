@@ -61,6 +61,7 @@ struct DeviceOutOfMemory : std::bad_alloc {
 // The CUDA backend (cuda/memory.cu, or cuda/no_cuda.cpp in builds without it).
 bool cuda_backend_available();           // a device can run kernels (a GPU, or the emulator)
 std::string cuda_backend_unavailable_reason();  // why not, for error messages
+int cuda_device_count();                 // devices kernels can run on (0 without a backend or GPU)
 std::string cuda_device_name(int index);  // "NVIDIA H200", "emulated (CPU fibers)", ...
 const char* cuda_backend_kind();          // "cuda", "emulated" or "none"
 void cuda_synchronize();                  // waits for queued work; throws the first error

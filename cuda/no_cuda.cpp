@@ -4,6 +4,7 @@
 
 namespace mtalab {
 bool cuda_backend_available() { return false; }
+int cuda_device_count() { return 0; }
 std::string cuda_backend_unavailable_reason() {
   return "this build of mtalab has no CUDA backend (configure with -DMTALAB_CUDA=ON on a machine with "
          "nvcc, or -DMTALAB_CUDA=EMU to run the CUDA kernels on the CPU)";

@@ -260,6 +260,7 @@ int cmd_train(int argc, char** argv) {
   RunRequest req;
   const std::string chosen = cl.train.get_string("model.attention");
   req.config = make_train_config(cl.train, cl.variants.at(chosen));
+  check_device_exists(req.config.device, "--train.device");
   req.options = resolved(cl);
   req.overwrite = cl.flags.count("overwrite") > 0;
   req.resume = cl.flags.count("resume") > 0;
@@ -297,6 +298,18 @@ std::map<std::string, std::string> checkpoint_model_options(const CheckpointData
   return run.options;
 }
 
+// A checkpoint to evaluate or generate with: its parameters must be finite (a diverged
+// run's checkpoint_diverged.h5 is not; it would decode NUL bytes and evaluate to NaN).
+CheckpointData load_usable_checkpoint(const std::string& path) {
+  CheckpointData ck = load_checkpoint(path);
+  const std::string bad = first_nonfinite(ck.params);
+  if (!bad.empty())
+    throw InputError("checkpoint '" + path + "' holds a non-finite value in " + bad +
+                     " (the state of a diverged run?); expected finite parameters, e.g. the run's last good "
+                     "checkpoint.h5");
+  return ck;
+}
+
 int cmd_eval(int argc, char** argv) {
   po::options_description flags("eval");
   flags.add_options()("help,h", "show this help")("config", po::value<std::string>(), "INI file of options")(
@@ -309,7 +322,7 @@ int cmd_eval(int argc, char** argv) {
   }
   if (!pre.flags.count("checkpoint")) throw InputError("eval: --checkpoint FILE is required");
   const std::string path = flag_value(pre, "checkpoint");
-  CheckpointData ck = load_checkpoint(path);
+  CheckpointData ck = load_usable_checkpoint(path);
   std::string source;
   const std::map<std::string, std::string> base = checkpoint_model_options(ck, path, &source);
   CommandLine cl = parse(argc, argv, flags, base);
@@ -319,6 +332,7 @@ int cmd_eval(int argc, char** argv) {
     throw InputError("checkpoint '" + path + "' is of attention variant '" + ck.strings.at("model.attention") +
                      "', but --model.attention is '" + chosen + "'");
   TrainConfig c = make_train_config(cl.train, cl.variants.at(chosen));
+  check_device_exists(c.device, "--train.device");
   auto data = make_train_data(c);
   Transformer model(c.model);
   model.to(c.device);  // --train.device picks where; a checkpoint loads onto either device
@@ -340,6 +354,7 @@ int cmd_generate(int argc, char** argv) {
       "temperature", po::value<double>()->default_value(0.0), "0: greedy; above 0: sample at this temperature")(
       "top-k", po::value<int64_t>()->default_value(0), "sample from the k most likely bytes only (0: all)")(
       "seed", po::value<uint64_t>()->default_value(0), "seed of the sampling")(
+      "device", po::value<std::string>(), "cpu, cuda or cuda:N (default: the device the checkpoint's run trained on)")(
       "no-cache", "recompute the whole context for every token (the O(T^2) reference) instead of decoding "
                   "incrementally from a key/value cache");
   po::variables_map vm;
@@ -374,28 +389,33 @@ int cmd_generate(int argc, char** argv) {
   o.seed = vm["seed"].as<uint64_t>();
   o.cache = !vm.count("no-cache");
   if (o.new_tokens < 0) throw InputError("--tokens " + std::to_string(o.new_tokens) + "; expected 0 or more");
+  check_sampling(o);
   const std::string path = vm["checkpoint"].as<std::string>();
   if (path.empty()) throw InputError("option --checkpoint is empty; expected a checkpoint file");
-  CheckpointData ck = load_checkpoint(path);
+  CheckpointData ck = load_usable_checkpoint(path);
   std::string source;
-  const std::map<std::string, std::string> base = checkpoint_model_options(ck, path, &source);
+  std::map<std::string, std::string> base = checkpoint_model_options(ck, path, &source);
+  if (vm.count("device")) base["train.device"] = vm["device"].as<std::string>();
   char* none[] = {(char*)"generate", nullptr};
   po::options_description nothing;
   CommandLine cl = parse(1, none, nothing, base);
   const std::string chosen = cl.train.get_string("model.attention");
   TrainConfig c = make_train_config(cl.train, cl.variants.at(chosen));
+  check_device_exists(c.device, vm.count("device") ? "--device" : "the checkpoint's train.device (override: --device cpu)");
   Transformer model(c.model);
   model.to(c.device);
   load_parameters(ck, model.named_parameters(), path);
   std::vector<int64_t> tokens(prompt.begin(), prompt.end());
   for (auto& t : tokens) t = (unsigned char)t;
-  std::fwrite(prompt.data(), 1, prompt.size(), stdout);
-  std::fflush(stdout);
-  generate(model, tokens, o, [](int64_t t) {
-    std::fputc((int)t, stdout);
-    std::fflush(stdout);
-  });
-  std::fputc('\n', stdout);
+  // A reader that goes away (`mtalab generate ... | head -c 100`) ends the generation: SIGPIPE
+  // is ignored (mtalab_main), so a failed write is how it shows.
+  bool reader_gone = std::fwrite(prompt.data(), 1, prompt.size(), stdout) != prompt.size() || std::fflush(stdout) != 0;
+  if (!reader_gone)
+    generate(model, tokens, o, [&](int64_t t) {
+      reader_gone = std::fputc((int)t, stdout) == EOF || std::fflush(stdout) != 0;
+      return !reader_gone;
+    });
+  if (!reader_gone) std::fputc('\n', stdout);
   return 0;
 }
 

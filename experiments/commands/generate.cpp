@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 
 #include "autograd/errors.h"
@@ -9,10 +10,18 @@
 
 namespace mtalab {
 
+void check_sampling(const GenerateOptions& o) {
+  if (!(o.temperature == 0 || (std::isfinite(o.temperature) && o.temperature >= kMinTemperature))) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%g", o.temperature);
+    throw InputError(std::string("--temperature ") + buf + "; expected 0 (greedy) or at least " +
+                     std::to_string(kMinTemperature).substr(0, 5) + " (below that every probability overflows)");
+  }
+  if (o.top_k < 0) throw InputError("--top-k " + std::to_string(o.top_k) + "; expected 0 (all) or a positive number");
+}
+
 int64_t choose_token(const std::vector<double>& logits, const GenerateOptions& o, Generator& g) {
-  if (o.temperature < 0 || !std::isfinite(o.temperature))
-    throw InputError("temperature " + std::to_string(o.temperature) + "; expected 0 (greedy) or a positive number");
-  if (o.top_k < 0) throw InputError("top_k " + std::to_string(o.top_k) + "; expected 0 (all) or a positive number");
+  check_sampling(o);
   const int64_t V = (int64_t)logits.size();
   if (o.temperature == 0 || o.top_k == 1)  // ties go to the smallest id, as argmax does
     return (int64_t)(std::max_element(logits.begin(), logits.end()) - logits.begin());
@@ -62,7 +71,7 @@ Tensor next_logits(Transformer& model, const std::vector<int64_t>& tokens, bool 
 }  // namespace
 
 std::vector<int64_t> generate(Transformer& model, const std::vector<int64_t>& prompt, const GenerateOptions& o,
-                              const std::function<void(int64_t)>& on_token) {
+                              const std::function<bool(int64_t)>& on_token) {
   if (prompt.empty()) throw InputError("the prompt is empty; expected at least one token");
   NoGradGuard ng;
   model.train(false);
@@ -74,7 +83,7 @@ std::vector<int64_t> generate(Transformer& model, const std::vector<int64_t>& pr
     const int64_t next = choose_token(last.to_vector<double>(), o, sampling);
     tokens.push_back(next);
     out.push_back(next);
-    if (on_token) on_token(next);
+    if (on_token && !on_token(next)) break;
   }
   return out;
 }

@@ -24,13 +24,19 @@ struct GenerateOptions {
   bool cache = true;       // incremental decoding (false: recompute the context per token)
 };
 
-// The next-token distribution's choice from one row of logits. InputError for a negative
-// temperature or top_k.
+// The smallest positive temperature: logits / temperature must stay finite for every logit
+// a float32 model gives (below it every probability is NaN; it is greedy in all but name).
+constexpr double kMinTemperature = 1e-3;
+// InputError for a negative, non-finite or too small temperature, or a negative top_k.
+void check_sampling(const GenerateOptions& o);
+
+// The next-token distribution's choice from one row of logits (check_sampling first).
 int64_t choose_token(const std::vector<double>& logits, const GenerateOptions& o, Generator& g);
 
-// Appends o.new_tokens tokens to `prompt` (non-empty) and returns them; `on_token` sees each
-// as it is chosen. The model is put in evaluation mode.
+// Appends up to o.new_tokens tokens to `prompt` (non-empty) and returns them; `on_token`
+// sees each as it is chosen and returns false to stop there (its reader is gone). The
+// model is put in evaluation mode.
 std::vector<int64_t> generate(Transformer& model, const std::vector<int64_t>& prompt, const GenerateOptions& o,
-                              const std::function<void(int64_t)>& on_token = {});
+                              const std::function<bool(int64_t)>& on_token = {});
 
 }  // namespace mtalab

@@ -1,5 +1,6 @@
 #include "experiments/run/checkpoint_file.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -194,6 +195,20 @@ CheckpointData load_checkpoint(const std::string& path) {
                        "was written); expected a checkpoint exactly as mtalab saved it");
   }
   return d;
+}
+
+std::string first_nonfinite(const std::map<std::string, CheckpointTensor>& tensors) {
+  for (auto& [name, t] : tensors) {
+    const bool bad = std::visit(
+        [](const auto& v) {
+          for (auto x : v)
+            if (!std::isfinite(x)) return true;
+          return false;
+        },
+        t.values);
+    if (bad) return name;
+  }
+  return "";
 }
 
 }  // namespace mtalab

@@ -28,6 +28,9 @@ struct CheckpointTensor {
   }
 };
 
+// The first tensor (by name) holding a NaN or an infinity, or "" when all are finite.
+std::string first_nonfinite(const std::map<std::string, CheckpointTensor>& tensors);
+
 struct CheckpointData {
   std::map<std::string, CheckpointTensor> params;
   std::map<std::string, CheckpointTensor> optim;

@@ -121,6 +121,8 @@ Handle open_file(const std::string& path, Mode mode, const std::string& kind) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw InputError(path + ": file does not exist" + expected);
   if (fs::is_directory(path, ec)) throw InputError(path + ": is a directory" + expected);
+  // A FIFO or a device would block (or never end) inside HDF5's first read.
+  if (!fs::is_regular_file(path, ec)) throw InputError(path + ": is not a regular file" + expected);
   htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
   if (is_hdf5 < 0) fail_file(path, "cannot read the file" + expected);
   if (is_hdf5 == 0) throw InputError(path + ": not an HDF5 file" + expected);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "autograd/autocast.h"
+#include "autograd/backend.h"
 #include "autograd/errors.h"
 #include "experiments/tasks/train_data.h"
 #include "layers/attention.h"
@@ -175,6 +176,18 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
   m.max_seq_len = task.seq_len(v);
   AttentionRegistry::get(m.attention);  // an unknown variant fails here, before any file is touched
   return c;
+}
+
+void check_device_exists(const Device& d, const std::string& option) {
+  if (d.is_cpu()) return;
+  const int n = cuda_device_count();
+  if (n == 0)
+    throw InputError("option " + option + "=" + d.str() + ": there is no CUDA device here (" +
+                     cuda_backend_unavailable_reason() + "); expected cpu");
+  if (d.index >= n)
+    throw InputError("option " + option + "=" + d.str() + ": this machine has " + std::to_string(n) + " CUDA device" +
+                     (n > 1 ? "s" : "") + " (" + (n > 1 ? "cuda:0 .. cuda:" + std::to_string(n - 1) : "cuda:0") +
+                     "); expected one of them or cpu");
 }
 
 namespace {

@@ -43,6 +43,10 @@ const std::vector<OptionSpec>& train_option_specs();
 // variant's options. Cross-option checks throw InputError naming both options.
 TrainConfig make_train_config(const OptionValues& values, const OptionValues& attention_values);
 
+// InputError unless `d` exists here: `option` names where it came from (--train.device,
+// generate's --device), and the message lists the devices there are.
+void check_device_exists(const Device& d, const std::string& option);
+
 // What an option means to a run that already exists (--resume, eval).
 enum class OptionRole {
   model,    // defines the model: its shapes, dtype, variant and the variant's options

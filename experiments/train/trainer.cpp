@@ -79,20 +79,6 @@ Tensor from_ckpt(const CheckpointTensor& c, DType dtype) {
 
 // The first tensor holding a NaN or an infinity ("" when all are finite). Runs on the host
 // copies a checkpoint is made of: no extra device reads.
-std::string first_nonfinite(const std::map<std::string, CheckpointTensor>& tensors) {
-  for (auto& [name, t] : tensors) {
-    const bool bad = std::visit(
-        [](const auto& v) {
-          for (auto x : v)
-            if (!std::isfinite(x)) return true;
-          return false;
-        },
-        t.values);
-    if (bad) return name;
-  }
-  return "";
-}
-
 std::string first_nonfinite_grad(const NamedParams& params) {
   NoGradGuard ng;
   for (auto& [n, p] : params)

@@ -3,12 +3,18 @@
 // continues a prompt from a checkpoint.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 
 #include "autograd/errors.h"
 #include "autograd/ops.h"
 #include "experiments/commands/generate.h"
+#include "experiments/run/checkpoint_file.h"
 #include "layers/attention.h"
 #include "process_util.h"
 
@@ -125,4 +131,63 @@ TEST_CASE("generate: the command continues a prompt from a checkpoint, bad reque
   CHECK(run_mtalab(d.path, "generate --checkpoint r/checkpoint.h5 --prompt x --temperature -1").code == 2);
   CHECK(run_mtalab(d.path, "generate --checkpoint missing.h5 --prompt x").code == 2);
   CHECK(run_mtalab(d.path, "generate --checkpoint r/checkpoint.h5").err.find("--prompt") != std::string::npos);
+}
+
+TEST_CASE("generate and eval: refuse a diverged checkpoint naming the tensor, a subnormal temperature, a FIFO, a missing device") {
+  TempDir d("generate_refusals");
+  std::ofstream(d.path / "text.txt") << std::string(300, 'a') + "in the beginning god created the heaven and the earth\n";
+  const std::string train =
+      "train --quiet --data.task text --data.path text.txt --data.seq_len 16 --model.d_model 16 "
+      "--model.n_layers 1 --model.n_heads 2 --train.steps 3 --train.batch_size 2 --train.eval_batch_size 2";
+  REQUIRE(run_mtalab(d.path, train + " --run.out r").code == 0);
+  CheckpointData ck = load_checkpoint((d.path / "r/checkpoint.h5").string());
+  std::get<std::vector<float>>(ck.params.at("layers.0.attention.wk.weight").values)[5] = NAN;
+  save_checkpoint((d.path / "r/nan.h5").string(), ck);
+  for (const std::string cmd : {"generate --checkpoint r/nan.h5 --prompt x", "eval --checkpoint r/nan.h5"}) {
+    CAPTURE(cmd);
+    const ProcResult p = run_mtalab(d.path, cmd);
+    CHECK(p.code == 2);
+    CHECK(p.out.empty());  // no NUL bytes decoded, no "loss -nan"
+    CHECK(p.err.find("non-finite value in layers.0.attention.wk.weight") != std::string::npos);
+  }
+  const ProcResult sub = run_mtalab(d.path, "generate --checkpoint r/checkpoint.h5 --prompt x --temperature 1e-310");
+  CHECK(sub.code == 2);
+  CHECK(sub.err.find("--temperature 1e-310; expected 0 (greedy) or at least 0.001") != std::string::npos);
+  REQUIRE(::mkfifo((d.path / "fifo.h5").c_str(), 0600) == 0);
+  for (const std::string cmd : {"generate --checkpoint fifo.h5 --prompt x", "report fifo.h5"}) {
+    CAPTURE(cmd);
+    const ProcResult p = run_mtalab(d.path, cmd);  // returns: HDF5 never opens the FIFO
+    CHECK(p.code == 2);
+    CHECK((p.err + p.out).find("fifo.h5: is not a regular file") != std::string::npos);
+  }
+  const ProcResult dev = run_mtalab(d.path, "generate --checkpoint r/checkpoint.h5 --prompt x --device cuda:99");
+  CHECK(dev.code == 2);
+  CHECK(dev.err.find("option --device=cuda:99: ") != std::string::npos);
+  const ProcResult tr = run_mtalab(d.path, train + " --run.out r2 --train.device cuda:99");
+  CHECK(tr.code == 2);
+  CHECK(tr.err.find("option --train.device=cuda:99: ") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(d.path / "r2"));
+  if (cuda_backend_available()) {  // a GPU-trained run's checkpoint decodes on the CPU
+    REQUIRE(run_mtalab(d.path, train + " --run.out g --train.device cuda").code == 0);
+    const ProcResult cpu = run_mtalab(d.path, "generate --checkpoint g/checkpoint.h5 --prompt in --tokens 5 --device cpu");
+    CHECK(cpu.code == 0);
+    CHECK(cpu.out.size() == 2 + 5 + 1);
+  }
+}
+
+TEST_CASE("generate: a closed pipe ends it (mtalab generate ... | head)") {
+  TempDir d("generate_pipe");
+  std::ofstream(d.path / "text.txt") << std::string(300, 'a') + "in the beginning god created the heaven and the earth\n";
+  REQUIRE(run_mtalab(d.path,
+                     "train --run.out r --quiet --data.task text --data.path text.txt --data.seq_len 16 --model.d_model 16 "
+                     "--model.n_layers 1 --model.n_heads 2 --train.steps 2 --train.batch_size 2 --train.eval_batch_size 2")
+              .code == 0);
+  // A million bytes would take minutes; head takes 20 and leaves. `timeout` is the backstop
+  // (its 124 would show in PIPESTATUS), not a timing.
+  std::ofstream(d.path / "pipe.sh") << "cd '" << d.path.string() << "' && timeout 120 '" << MTALAB_BINARY_DIR
+                                    << "/mtalab' generate --checkpoint r/checkpoint.h5 --prompt in --tokens 1000000 | "
+                                       "head -c 20 >/dev/null; exit ${PIPESTATUS[0]}\n";
+  const int status = std::system(("bash '" + (d.path / "pipe.sh").string() + "'").c_str());
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
