@@ -96,6 +96,8 @@ struct HeadMixOp {
 
 struct FusedAttentionOp {
   static constexpr const char* name = "fused_attention";
+  // What the forward saves, in ctx.saved's order.
+  enum Saved { q_, k_, v_, o_, lse_, kq_pre_, mix_pre_, kq_post_, mix_post_ };
   // mixed (autograd/autocast.h): float32 q, k, v go to the kernels as bfloat16 copies
   // (saved for the backward); o, lse and every gradient are float32.
   static Tensor forward(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& kq_pre,
@@ -117,15 +119,17 @@ struct FusedAttentionOp {
   }
   static TensorList backward(Context& ctx, const Tensor& g) {
     const TensorList& s = ctx.saved;
-    const AttentionParams a{ctx.scalars[0], s[5], s[6], s[7], s[8], ctx.ints[0], ctx.ints[1]};
+    const AttentionParams a{ctx.scalars[0], s[kq_pre_], s[mix_pre_], s[kq_post_], s[mix_post_], ctx.ints[0], ctx.ints[1]};
     const DType qd = (DType)ctx.ints[3];  // the gradients of q, k, v: their own dtype (float32 when mixed)
-    auto want = [&](size_t i, const Tensor& like, DType dt) {
-      return ctx.needs_grad(i) ? Tensor::empty(like.shape(), {dt, like.device()}) : Tensor();
+    // The gradient of input `i`, shaped like saved tensor `like`, in `dt` (default: its own).
+    auto want = [&](size_t i, Saved like, DType dt = DType::f32) {
+      const Tensor& t = s[like];
+      if (!ctx.needs_grad(i)) return Tensor();
+      return Tensor::empty(t.shape(), {like <= v_ ? dt : t.dtype(), t.device()});
     };
-    AttentionGrads gr{want(0, s[0], qd), want(1, s[1], qd), want(2, s[2], qd),
-                      want(3, s[5], s[5].defined() ? s[5].dtype() : qd), want(4, s[6], s[6].defined() ? s[6].dtype() : qd),
-                      want(5, s[7], s[7].defined() ? s[7].dtype() : qd), want(6, s[8], s[8].defined() ? s[8].dtype() : qd)};
-    attention_bwd_kernel(g.device())(s[0], s[1], s[2], s[3], s[4], detail::materialize(g), a, gr);
+    AttentionGrads gr{want(0, q_, qd),     want(1, k_, qd),       want(2, v_, qd),       want(3, kq_pre_),
+                      want(4, mix_pre_), want(5, kq_post_), want(6, mix_post_)};
+    attention_bwd_kernel(g.device())(s[q_], s[k_], s[v_], s[o_], s[lse_], detail::materialize(g), a, gr);
     return {gr.dq, gr.dk, gr.dv, gr.dkq_pre, gr.dmix_pre, gr.dkq_post, gr.dmix_post};
   }
 };

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   mc.max_seq_len = T;
   mc.attention = attention;
   mc.attention_options = AttentionRegistry::options_for(attention);
-  mc.attn_impl = impl;
+  mc.attn_impl = parse_attn_impl(impl);
   const Device dev = Device::parse(device);
   Transformer model(mc);
   model.to(dev);

@@ -11,10 +11,27 @@ namespace mtalab {
 
 double lambda_init(int layer) { return 0.8 - 0.6 * std::exp(-0.3 * layer); }
 
+AttnImpl parse_attn_impl(const std::string& s) {
+  if (s == "auto") return AttnImpl::auto_;
+  if (s == "fused") return AttnImpl::fused;
+  if (s == "maps") return AttnImpl::maps;
+  throw InputError("option --attn.impl='" + s + "' (expected auto, fused or maps)");
+}
+const char* attn_impl_name(AttnImpl i) {
+  switch (i) {
+    case AttnImpl::auto_: return "auto";
+    case AttnImpl::fused: return "fused";
+    case AttnImpl::maps: return "maps";
+  }
+  return "?";
+}
+bool attention_runs_fused(AttnImpl impl, double dropout, bool training, bool record_maps) {
+  if (impl == AttnImpl::maps || record_maps) return false;
+  return dropout == 0.0 || !training;
+}
+
 Attention::Attention(const AttentionConfig& c) : cfg_(c), init_gen_(c.seed) {
-  if (c.impl != "auto" && c.impl != "fused" && c.impl != "maps")
-    throw InputError("option --attn.impl='" + c.impl + "' (expected auto, fused or maps)");
-  if (c.impl == "fused" && c.dropout > 0)
+  if (c.impl == AttnImpl::fused && c.dropout > 0)
     throw InputError("option --attn.impl=fused cannot apply --model.dropout=" + std::to_string(c.dropout) +
                      " to attention probabilities (the fused kernel keeps no maps); use --attn.impl=auto or maps");
   if (c.n_heads < 1 || c.d_model % c.n_heads)
@@ -72,10 +89,7 @@ void Attention::keep_maps(const Tensor& p) {
   if (record_maps) last_maps = p.detach();
 }
 
-bool Attention::use_fused() const {
-  if (cfg_.impl == "maps" || record_maps) return false;
-  return cfg_.dropout == 0.0 || !training();
-}
+bool Attention::use_fused() const { return attention_runs_fused(cfg_.impl, cfg_.dropout, training(), record_maps); }
 
 Tensor Attention::attend(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const MtaMaps& m,
                          Generator& g) {

@@ -26,13 +26,23 @@
 
 namespace mtalab {
 
+// --attn.impl: how attention is computed (not what: the same values up to rounding).
+enum class AttnImpl { auto_, fused, maps };
+AttnImpl parse_attn_impl(const std::string& s);  // "auto", "fused", "maps"; InputError naming the choices
+const char* attn_impl_name(AttnImpl i);
+// The one decision whether attention runs fused (no [T, T] maps): fused or auto, unless
+// something needs the maps — dropout on the probabilities while training (the fused kernel
+// applies none) or a snapshot of the maps for the run log. Layers and the memory estimate
+// both ask this.
+bool attention_runs_fused(AttnImpl impl, double dropout, bool training, bool record_maps);
+
 struct AttentionConfig {
   int64_t d_model = 128;
   int64_t n_heads = 2;
   int layer = 0;  // 0-based
   int n_layers = 1;
   double dropout = 0.0;  // on attention probabilities
-  std::string impl = "auto";  // auto | fused | maps (--attn.impl)
+  AttnImpl impl = AttnImpl::auto_;
   double init_std = 0.0; // 0: d_model^-0.5
   DType dtype = DType::f32;
   uint64_t seed = 0;     // parameter initialisation stream for this layer
@@ -93,11 +103,33 @@ class Attention : public Module {
 
 using AttentionFactory = std::function<std::shared_ptr<Attention>(const AttentionConfig&, const OptionValues&)>;
 
+// An option of a variant that would do nothing with the values of the others (refused
+// when given explicitly: accepting it would misdescribe the run).
+struct IdleOption {
+  std::string option;   // the variant's option, without the variant's prefix
+  bool idle;            // with these values
+  std::string because;  // "--mta.kq_pre is false"
+};
+
+// Everything the rest of mtalab knows about a variant comes from here: experiments/ never
+// names one. Only name, help, options and make are required.
 struct AttentionVariant {
   std::string name;
   std::string help;
   std::vector<OptionSpec> options;
   AttentionFactory make;
+  // Its options that are idle with these values of its options.
+  std::function<std::vector<IdleOption>(const OptionValues&)> idle_options;
+  // Checks against the whole model (`c` with layer 0 and the model's n_layers, n_heads,
+  // d_model), before anything is written; InputError naming the option.
+  std::function<void(const AttentionConfig& c, const OptionValues&)> check_model;
+  // A line for `mtalab train --help` about what the options do to this model ("" for none).
+  std::function<std::string(const AttentionConfig& c, const OptionValues&)> describe_model;
+  // Memory shape: whether its forward can run the fused kernel (Attention::attend; then it
+  // keeps no [T, T] maps), and how many [T, T] maps per head it saves for the backward
+  // when it does not. A variant that computes its own maps says fused = false.
+  bool fused = false;
+  double maps_per_head = 3;  // scores, probabilities, the dropout mask
 };
 
 class AttentionRegistry {
@@ -117,3 +149,6 @@ std::string describe_attention_variants();
 #define MTALAB_REGISTER_ATTENTION(NAME, HELP, OPTIONS, FACTORY)              \
   static const bool mtalab_attention_registered_##NAME =                     \
       ::mtalab::AttentionRegistry::add({#NAME, HELP, OPTIONS, FACTORY})
+// The same with the optional parts set on `variant` (an AttentionVariant named NAME).
+#define MTALAB_REGISTER_ATTENTION_VARIANT(NAME, VARIANT) \
+  static const bool mtalab_attention_registered_##NAME = ::mtalab::AttentionRegistry::add(VARIANT)

@@ -90,9 +90,13 @@ class DiffAttention final : public Attention {
 
 }  // namespace
 
-MTALAB_REGISTER_ATTENTION(diff, "differential attention, n_heads/2 heads of two softmax maps (arXiv 2410.05258)", {},
-                          [](const AttentionConfig& c, const OptionValues&) {
-                            return std::make_shared<DiffAttention>(c);
-                          });
+// Fused: two fused attentions per head pair; on the maps path the scores, both
+// probabilities, their difference and the dropout mask.
+MTALAB_REGISTER_ATTENTION_VARIANT(
+    diff, (AttentionVariant{"diff", "differential attention, n_heads/2 heads of two softmax maps (arXiv 2410.05258)", {},
+                            [](const AttentionConfig& c, const OptionValues&) {
+                              return std::make_shared<DiffAttention>(c);
+                            },
+                            {}, {}, {}, /*fused=*/true, /*maps_per_head=*/4}));
 
 }  // namespace mtalab

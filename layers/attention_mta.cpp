@@ -18,15 +18,16 @@
 namespace mtalab {
 namespace {
 
+// The values of the registered options below (their defaults are stated there only).
 struct MtaOptions {
-  bool kq_pre = true, kq_post = false;
-  int64_t cq = 2, ck = 9, cq_post = 2, ck_post = 9;
-  KqPad pad = KqPad::both;
-  std::string kq_layers = "all";
-  bool mix_pre = false, mix_post = false;
-  int64_t ch = 0;  // 0: all heads
-  bool group_norm = false, depth_scale = false, gate = false;
-  std::string init = "identity";
+  bool kq_pre, kq_post;
+  int64_t cq, ck, cq_post, ck_post;
+  KqPad pad;
+  std::string kq_layers;
+  bool mix_pre, mix_post;
+  int64_t ch;  // 0: all heads
+  bool group_norm, depth_scale, gate;
+  std::string init;
 };
 
 // "all", "none", "every:K+R" (0-based layers R, R+K, R+2K, ...: l % K == R), "every:K"
@@ -195,45 +196,103 @@ MtaOptions read_mta(const OptionValues& v) {
   return o;
 }
 
-}  // namespace
+// The 0-based layers that get a key-query convolution.
+std::vector<int> kq_layers_of(const MtaOptions& o, int n_layers, const std::string& prefix) {
+  std::vector<int> r;
+  if (o.kq_pre || o.kq_post)
+    for (int l = 0; l < n_layers; ++l)
+      if (layer_selected(o.kq_layers, l, n_layers, prefix + ".kq_layers")) r.push_back(l);
+  return r;
+}
+
+std::vector<IdleOption> mta_idle_options(const OptionValues& a) {
+  const bool pre = a.get_bool("kq_pre"), post = a.get_bool("kq_post");
+  std::vector<IdleOption> r;
+  for (const char* o : {"cq", "ck"}) r.push_back({o, !pre, "--mta.kq_pre is false"});
+  for (const char* o : {"cq_post", "ck_post"}) r.push_back({o, !post, "--mta.kq_post is false"});
+  for (const char* o : {"pad", "kq_layers"}) r.push_back({o, !pre && !post, "--mta.kq_pre and --mta.kq_post are both false"});
+  r.push_back({"ch", !a.get_bool("head_mix_pre") && !a.get_bool("head_mix_post"),
+               "--mta.head_mix_pre and --mta.head_mix_post are both false"});
+  return r;
+}
+
+// A convolution switched on whose --mta.kq_layers selects no layer of the model (e.g.
+// every:4+2 with 2 layers) would make an "MTA" run without any.
+void mta_check_model(const AttentionConfig& c, const OptionValues& a) {
+  const MtaOptions o = read_mta(a);
+  if (!(o.kq_pre || o.kq_post) || o.kq_layers == "none" || !kq_layers_of(o, c.n_layers, "mta").empty()) return;
+  throw InputError("option --mta.kq_layers=" + o.kq_layers + (a.is_default("kq_layers") ? " (the default)" : "") +
+                   " selects no layer of this " + std::to_string(c.n_layers) +
+                   "-layer model, so it would have no key-query convolution; expected --mta.kq_layers all, a 0-based "
+                   "list such as 0,1, or none with --mta.kq_pre false --mta.kq_post false");
+}
+
+std::string mta_describe_model(const AttentionConfig& c, const OptionValues& a) {
+  const MtaOptions o = read_mta(a);
+  std::string list;
+  for (int l : kq_layers_of(o, c.n_layers, "mta")) list += (list.empty() ? "" : ", ") + std::to_string(l);
+  return "For this " + std::to_string(c.n_layers) + "-layer model, --mta.kq_layers " + o.kq_layers +
+         " puts MTA's key-query convolution in 0-based layers: " + (list.empty() ? "none" : list);
+}
 
 // Defaults: the paper's language-model setting (§4.2): 6×11 kq-conv before and after
-// softmax in every 4th layer (0-based 2, 6, 10, ..., as the reference code places it), head mixing before and after softmax over all heads in
-// every layer, group norm with scalar gating. The toy setting (§4.1) is
-// --mta.kq_layers=all --mta.cq=2 --mta.ck=9 --mta.head_mix_pre=false --mta.head_mix_post=false
+// softmax in every 4th layer (0-based 2, 6, 10, ..., as the reference code places it),
+// head mixing before and after softmax over all heads in every layer, group norm with
+// scalar gating. The toy setting (§4.1) is --mta.kq_layers=all --mta.cq=2 --mta.ck=9
+// --mta.kq_post=false --mta.head_mix_pre=false --mta.head_mix_post=false
 // --mta.group_norm=false --mta.gate=false.
-MTALAB_REGISTER_ATTENTION(
-    mta, "Multi-Token Attention: key-query convolution, head mixing, group norm (arXiv 2504.00927)",
-    (std::vector<OptionSpec>{
-        OptionSpec::Bool("kq_pre", true, "key-query convolution on scores, before softmax"),
-        OptionSpec::Bool("kq_post", true, "key-query convolution on probabilities, after softmax"),
-        OptionSpec::Int("cq", 6, "pre-softmax kernel size over queries (looks back cq-1 queries)", 1, 256),
-        OptionSpec::Int("ck", 11, "pre-softmax kernel size over keys", 1, 1025),
-        OptionSpec::Int("cq_post", 6, "post-softmax kernel size over queries", 1, 256),
-        OptionSpec::Int("ck_post", 11, "post-softmax kernel size over keys", 1, 1025),
-        OptionSpec::String("pad", "both", "key padding: both sides, left (past keys) or right", {"both", "left", "right"}),
-        OptionSpec::String("kq_layers", "every:4+2",
-                           "layers with kq-conv: all, none, every:K+R (0-based R, R+K, R+2K, ...; every:4+2 is the "
-                           "paper's 2, 6, 10, ...), every:K (K-th, 2K-th, ... counting from 1) or a 0-based list 2,6,10"),
-        OptionSpec::Bool("head_mix_pre", true, "mix heads' scores before softmax"),
-        OptionSpec::Bool("head_mix_post", true, "mix heads' probabilities after softmax"),
-        OptionSpec::Int("ch", 0, "heads per mixing group (0: all heads)", 0, 4096),
-        OptionSpec::Bool("group_norm", true, "RMS-normalise each head's output"),
-        OptionSpec::Bool("depth_scale", false, "scale group-normed output by 1 - lambda_init(layer)"),
-        OptionSpec::Bool("gate", true, "scalar gate sigmoid(w.o + b) on each head's output"),
-        OptionSpec::String("init", "identity", "kernel initialisation", {"identity", "constant", "uniform"}),
-    }),
-    [](const AttentionConfig& c, const OptionValues& v) {
-      return std::make_shared<MtaAttention>(c, read_mta(v), "mta");
-    });
+const std::vector<OptionSpec> kMtaOptions = {
+    OptionSpec::Bool("kq_pre", true, "key-query convolution on scores, before softmax"),
+    OptionSpec::Bool("kq_post", true, "key-query convolution on probabilities, after softmax"),
+    OptionSpec::Int("cq", 6, "pre-softmax kernel size over queries (looks back cq-1 queries)", 1, 256),
+    OptionSpec::Int("ck", 11, "pre-softmax kernel size over keys", 1, 1025),
+    OptionSpec::Int("cq_post", 6, "post-softmax kernel size over queries", 1, 256),
+    OptionSpec::Int("ck_post", 11, "post-softmax kernel size over keys", 1, 1025),
+    OptionSpec::String("pad", "both", "key padding: both sides, left (past keys) or right", {"both", "left", "right"}),
+    OptionSpec::String("kq_layers", "every:4+2",
+                       "layers with kq-conv: all, none, every:K+R (0-based R, R+K, R+2K, ...; every:4+2 is the "
+                       "paper's 2, 6, 10, ...), every:K (K-th, 2K-th, ... counting from 1) or a 0-based list 2,6,10"),
+    OptionSpec::Bool("head_mix_pre", true, "mix heads' scores before softmax"),
+    OptionSpec::Bool("head_mix_post", true, "mix heads' probabilities after softmax"),
+    OptionSpec::Int("ch", 0, "heads per mixing group (0: all heads)", 0, 4096),
+    OptionSpec::Bool("group_norm", true, "RMS-normalise each head's output"),
+    OptionSpec::Bool("depth_scale", false, "scale group-normed output by 1 - lambda_init(layer)"),
+    OptionSpec::Bool("gate", true, "scalar gate sigmoid(w.o + b) on each head's output"),
+    OptionSpec::String("init", "identity", "kernel initialisation", {"identity", "constant", "uniform"}),
+};
 
-MTALAB_REGISTER_ATTENTION(talking_heads, "talking-heads attention: head mixing over all heads before and after softmax",
-                          {}, [](const AttentionConfig& c, const OptionValues&) {
-                            MtaOptions o;
-                            o.kq_pre = o.kq_post = false;
-                            o.mix_pre = o.mix_post = true;
-                            o.ch = 0;
-                            return std::make_shared<MtaAttention>(c, o, "talking_heads");
-                          });
+AttentionVariant mta_variant() {
+  AttentionVariant v{"mta", "Multi-Token Attention: key-query convolution, head mixing, group norm (arXiv 2504.00927)",
+                     kMtaOptions, [](const AttentionConfig& c, const OptionValues& o) {
+                       return std::make_shared<MtaAttention>(c, read_mta(o), "mta");
+                     }};
+  v.idle_options = mta_idle_options;
+  v.check_model = mta_check_model;
+  v.describe_model = mta_describe_model;
+  v.fused = true;
+  v.maps_per_head = 7;  // scores, convolved, mixed, probabilities, convolved, mixed, dropout mask
+  return v;
+}
+
+// Talking heads: MTA's defaults with the convolutions, group norm and gate off, and both
+// head mixes over all heads.
+AttentionVariant talking_heads_variant() {
+  AttentionVariant v{"talking_heads", "talking-heads attention: head mixing over all heads before and after softmax", {},
+                     [](const AttentionConfig& c, const OptionValues&) {
+                       MtaOptions o = read_mta(OptionValues(kMtaOptions, "mta"));
+                       o.kq_pre = o.kq_post = o.group_norm = o.gate = o.depth_scale = false;
+                       o.mix_pre = o.mix_post = true;
+                       o.ch = 0;
+                       return std::make_shared<MtaAttention>(c, o, "talking_heads");
+                     }};
+  v.fused = true;
+  v.maps_per_head = 5;  // scores, mixed, probabilities, mixed, dropout mask
+  return v;
+}
+
+}  // namespace
+
+MTALAB_REGISTER_ATTENTION_VARIANT(mta, mta_variant());
+MTALAB_REGISTER_ATTENTION_VARIANT(talking_heads, talking_heads_variant());
 
 }  // namespace mtalab

@@ -24,9 +24,11 @@ class SoftmaxAttention final : public Attention {
 
 }  // namespace
 
-MTALAB_REGISTER_ATTENTION(softmax, "standard causal multi-head softmax attention (the baseline)", {},
-                          [](const AttentionConfig& c, const OptionValues&) {
-                            return std::make_shared<SoftmaxAttention>(c);
-                          });
+MTALAB_REGISTER_ATTENTION_VARIANT(
+    softmax, (AttentionVariant{"softmax", "standard causal multi-head softmax attention (the baseline)", {},
+                               [](const AttentionConfig& c, const OptionValues&) {
+                                 return std::make_shared<SoftmaxAttention>(c);
+                               },
+                               {}, {}, {}, /*fused=*/true, /*maps_per_head=*/3}));
 
 }  // namespace mtalab

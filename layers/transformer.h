@@ -30,7 +30,7 @@ struct ModelConfig {
   DType precision = DType::f32;
   uint64_t seed = 0;
   std::string attention = "softmax";
-  std::string attn_impl = "auto";  // auto | fused | maps
+  AttnImpl attn_impl = AttnImpl::auto_;  // --attn.impl
   OptionValues attention_options;  // the variant's own options
 
   int64_t ffn_hidden_size() const;

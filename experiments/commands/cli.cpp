@@ -196,24 +196,24 @@ std::string flag_value(const CommandLine& cl, const char* flag) {
   return v;
 }
 
-// Which layers MTA's key-query convolution lands in for the model these options describe.
-std::string kq_layers_note(const CommandLine& cl) {
-  try {
-    ModelConfig m;
-    m.n_layers = cl.train.get_int("model.n_layers");
-    m.n_heads = cl.train.get_int("model.n_heads");
-    m.attention = "mta";
-    m.attention_options = cl.variants.at("mta");
-    const auto layers = kq_conv_layers(m);
-    if (!layers) return "";
-    std::string list;
-    for (int l : *layers) list += (list.empty() ? "" : ", ") + std::to_string(l);
-    return "For this " + std::to_string(m.n_layers) + "-layer model, --mta.kq_layers " +
-           m.attention_options.get_string("kq_layers") + " puts MTA's key-query convolution in 0-based layers: " +
-           (list.empty() ? "none" : list) + "\n";
-  } catch (const std::exception&) {
-    return "";
+// What the variants' options do to the model these options describe (e.g. which layers
+// MTA's key-query convolution lands in), one line per variant that says.
+std::string variant_notes(const CommandLine& cl) {
+  std::string notes;
+  for (const AttentionVariant* v : AttentionRegistry::list()) {
+    if (!v->describe_model) continue;
+    try {
+      ModelConfig m;
+      m.n_layers = cl.train.get_int("model.n_layers");
+      m.n_heads = cl.train.get_int("model.n_heads");
+      m.d_model = cl.train.get_int("model.d_model");
+      const std::string line = v->describe_model(model_attention_config(m), cl.variants.at(v->name));
+      if (!line.empty()) notes += line + "\n";
+    } catch (const std::exception&) {
+      // bad options: the run itself reports them
+    }
   }
+  return notes;
 }
 
 void print_help(const char* cmd, const po::options_description& flags, const std::string& note = "") {
@@ -236,7 +236,7 @@ int cmd_train(int argc, char** argv) {
   {
     CommandLine pre = parse(argc, argv, flags, {}, /*check_variant=*/false);
     if (pre.flags.count("help")) {
-      print_help("train", flags, kq_layers_note(pre));
+      print_help("train", flags, variant_notes(pre));
       return 0;
     }
     if (pre.flags.count("resume")) {
@@ -298,18 +298,6 @@ std::map<std::string, std::string> checkpoint_model_options(const CheckpointData
   return run.options;
 }
 
-// A checkpoint to evaluate or generate with: its parameters must be finite (a diverged
-// run's checkpoint_diverged.h5 is not; it would decode NUL bytes and evaluate to NaN).
-CheckpointData load_usable_checkpoint(const std::string& path) {
-  CheckpointData ck = load_checkpoint(path);
-  const std::string bad = first_nonfinite(ck.params);
-  if (!bad.empty())
-    throw InputError("checkpoint '" + path + "' holds a non-finite value in " + bad +
-                     " (the state of a diverged run?); expected finite parameters, e.g. the run's last good "
-                     "checkpoint.h5");
-  return ck;
-}
-
 int cmd_eval(int argc, char** argv) {
   po::options_description flags("eval");
   flags.add_options()("help,h", "show this help")("config", po::value<std::string>(), "INI file of options")(
@@ -322,7 +310,7 @@ int cmd_eval(int argc, char** argv) {
   }
   if (!pre.flags.count("checkpoint")) throw InputError("eval: --checkpoint FILE is required");
   const std::string path = flag_value(pre, "checkpoint");
-  CheckpointData ck = load_usable_checkpoint(path);
+  CheckpointData ck = load_checkpoint(path);
   std::string source;
   const std::map<std::string, std::string> base = checkpoint_model_options(ck, path, &source);
   CommandLine cl = parse(argc, argv, flags, base);
@@ -392,7 +380,7 @@ int cmd_generate(int argc, char** argv) {
   check_sampling(o);
   const std::string path = vm["checkpoint"].as<std::string>();
   if (path.empty()) throw InputError("option --checkpoint is empty; expected a checkpoint file");
-  CheckpointData ck = load_usable_checkpoint(path);
+  CheckpointData ck = load_checkpoint(path);
   std::string source;
   std::map<std::string, std::string> base = checkpoint_model_options(ck, path, &source);
   if (vm.count("device")) base["train.device"] = vm["device"].as<std::string>();

@@ -113,7 +113,7 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
   m.norm_eps = v.get_float("model.norm_eps");
   m.rope_theta = v.get_float("model.rope_theta");
   m.dropout = v.get_float("model.dropout");
-  m.attn_impl = v.get_string("attn.impl");
+  m.attn_impl = parse_attn_impl(v.get_string("attn.impl"));
   m.init_std = v.get_float("model.init_std");
   m.tie_embeddings = v.get_bool("model.tie_embeddings");
   m.dtype = parse_dtype(v.get_string("model.dtype"));
@@ -230,57 +230,30 @@ void check_options_take_effect(const OptionValues& v, const OptionValues& a, con
   for (const char* o : {"train.beta1", "train.beta2", "train.eps"})
     rules.push_back({o, opt == "sgd", "--train.optimizer is sgd (beta1, beta2 and eps are for adamw)"});
   rules.push_back({"train.min_lr", v.get_string("train.schedule") == "constant", "--train.schedule is constant"});
-  if (v.get_string("model.attention") == "mta") {
-    const bool pre = a.get_bool("kq_pre"), post = a.get_bool("kq_post");
-    for (const char* o : {"mta.cq", "mta.ck"}) rules.push_back({o, !pre, "--mta.kq_pre is false"});
-    for (const char* o : {"mta.cq_post", "mta.ck_post"}) rules.push_back({o, !post, "--mta.kq_post is false"});
-    for (const char* o : {"mta.pad", "mta.kq_layers"})
-      rules.push_back({o, !pre && !post, "--mta.kq_pre and --mta.kq_post are both false"});
-    rules.push_back({"mta.ch", !a.get_bool("head_mix_pre") && !a.get_bool("head_mix_post"),
-                     "--mta.head_mix_pre and --mta.head_mix_post are both false"});
-  }
+  // The chosen variant's own options, by its own rules.
+  const AttentionVariant& variant = AttentionRegistry::get(v.get_string("model.attention"));
+  if (variant.idle_options)
+    for (const IdleOption& o : variant.idle_options(a)) rules.push_back({variant.name + "." + o.option, o.idle, o.because});
   for (const auto& r : rules)
     if (r.idle && given.count(r.option))
       throw InputError("option --" + r.option + " has no effect because " + r.because +
                        "; expected it left out (or the option it depends on changed)");
 }
 
-std::optional<std::vector<int>> kq_conv_layers(const ModelConfig& m) {
-  if (m.n_heads > 256) return std::nullopt;  // the probe's width would no longer be tiny
-  try {
-    const AttentionVariant& variant = AttentionRegistry::get(m.attention);
-    std::vector<int> layers;
-    bool any_kernel_option = false;
-    for (const auto& o : variant.options) any_kernel_option |= o.name == "kq_layers";
-    if (!any_kernel_option) return std::nullopt;
-    for (int l = 0; l < (int)m.n_layers; ++l) {
-      AttentionConfig c;
-      c.n_heads = m.n_heads;
-      c.d_model = 2 * m.n_heads;  // the smallest width with an even head dim
-      c.layer = l;
-      c.n_layers = (int)m.n_layers;
-      for (auto& [name, t] : variant.make(c, m.attention_options)->named_parameters())
-        if (starts_with(name, "kq_kernel")) {
-          layers.push_back(l);
-          break;
-        }
-    }
-    return layers;
-  } catch (const std::exception&) {
-    return std::nullopt;  // the real model's construction reports what is wrong
-  }
+AttentionConfig model_attention_config(const ModelConfig& m) {
+  AttentionConfig c;
+  c.d_model = m.d_model;
+  c.n_heads = m.n_heads;
+  c.n_layers = (int)m.n_layers;
+  c.dropout = m.dropout;
+  c.impl = m.attn_impl;
+  c.dtype = m.dtype;
+  return c;
 }
 
-void check_kq_conv_placed(const ModelConfig& m) {
-  if (m.attention != "mta") return;
-  const OptionValues& a = m.attention_options;
-  if (!(a.get_bool("kq_pre") || a.get_bool("kq_post")) || a.get_string("kq_layers") == "none") return;
-  const auto layers = kq_conv_layers(m);
-  if (!layers || !layers->empty()) return;
-  throw InputError("option --mta.kq_layers=" + a.get_string("kq_layers") + (a.is_default("kq_layers") ? " (the default)" : "") +
-                   " selects no layer of this " + std::to_string(m.n_layers) +
-                   "-layer model, so it would have no key-query convolution; expected --mta.kq_layers all, a 0-based "
-                   "list such as 0,1, or none with --mta.kq_pre false --mta.kq_post false");
+void check_variant_fits(const ModelConfig& m) {
+  const AttentionVariant& v = AttentionRegistry::get(m.attention);
+  if (v.check_model) v.check_model(model_attention_config(m), m.attention_options);
 }
 
 }  // namespace mtalab

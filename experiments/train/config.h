@@ -62,13 +62,12 @@ OptionRole option_role(const std::string& dotted_name);
 void check_options_take_effect(const OptionValues& values, const OptionValues& attention_values,
                                const std::set<std::string>& given);
 
-// The 0-based layers in which the model would have MTA's key-query convolution (a
-// kq_kernel parameter), found by building each layer's attention at a tiny width; empty
-// when none does, nullopt when that cannot be told (a variant without it, bad options).
-std::optional<std::vector<int>> kq_conv_layers(const ModelConfig& m);
+// The attention layers' configuration of a model (layer 0; the model's n_layers), as the
+// variants' model checks and descriptions take it.
+AttentionConfig model_attention_config(const ModelConfig& m);
 
-// InputError when MTA's key-query convolution is switched on but --mta.kq_layers selects
-// no layer of the model (e.g. every:4+2 with 2 layers), so the "MTA" run would have none.
-void check_kq_conv_placed(const ModelConfig& m);
+// The variant's own checks against the whole model (AttentionVariant::check_model), e.g.
+// that MTA's --mta.kq_layers selects some layer: InputError naming the option.
+void check_variant_fits(const ModelConfig& m);
 
 }  // namespace mtalab

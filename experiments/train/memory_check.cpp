@@ -1,5 +1,7 @@
 #include "experiments/train/memory_check.h"
 
+#include "layers/attention.h"
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -91,13 +93,13 @@ MemoryEstimate estimate_training_memory(const TrainConfig& c) {
   const double P = V * d * (m.tie_embeddings ? 1 : 2) + L * (4 * d * d + 3 * d * F + 2 * d) + d;
   const double O = c.optimizer.name == "adamw" ? 2 * P : (c.optimizer.momentum > 0 ? P : 0);
   // Saved for backward per block: about 14 activations of width d and 4 of width F per
-  // token, and per head the T x T scores and probabilities (more with MTA's convolutions
-  // and head mixing) unless the fused kernel keeps none (--attn.impl auto or fused without
-  // attention dropout; the temperature example always uses the maps), when its scratch is
-  // a few bands of 64 rows per thread; the logits with their softmax and gradient.
-  const bool fused = m.attention != "temperature" &&
-                     (m.attn_impl == "fused" || (m.attn_impl == "auto" && m.dropout == 0));
-  const double maps = fused ? 0 : m.attention == "softmax" || m.attention == "temperature" ? 3 : 7;
+  // token, and per head the T x T maps the variant says it keeps (AttentionVariant::
+  // maps_per_head) unless it runs fused (it says whether it can; --attn.impl and dropout
+  // decide whether it does), when the kernel's scratch is a few bands of 64 rows per
+  // thread; the logits with their softmax and gradient.
+  const AttentionVariant& variant = AttentionRegistry::get(m.attention);
+  const bool fused = variant.fused && attention_runs_fused(m.attn_impl, m.dropout, /*training=*/true, false);
+  const double maps = fused ? 0 : variant.maps_per_head;
   const double B = (double)c.batch_size, Be = (double)c.eval_batch_size;
   const double scratch = fused ? 10.0 * std::max(1, c.threads) * H * 64 * T : 0;
   const double train_act = L * B * T * (14 * d + 4 * F + maps * H * T) + 3 * B * T * V + scratch;

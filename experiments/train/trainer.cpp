@@ -180,7 +180,7 @@ class Training {
     if (c_.threads > 0) set_num_threads(c_.threads);
     data_ = make_train_data(c_);
     check_training_memory(c_);
-    if (!req_.resume) check_kq_conv_placed(c_.model);  // a resumed run is what it was started as
+    if (!req_.resume) check_variant_fits(c_.model);  // a resumed run is what it was started as
     model_ = std::make_unique<Transformer>(c_.model);  // initialised on the CPU: the same values on every device
     model_->to(c_.device);
     params_ = model_->named_parameters();

@@ -148,7 +148,7 @@ TEST_CASE("generate and eval: refuse a diverged checkpoint naming the tensor, a 
     const ProcResult p = run_mtalab(d.path, cmd);
     CHECK(p.code == 2);
     CHECK(p.out.empty());  // no NUL bytes decoded, no "loss -nan"
-    CHECK(p.err.find("non-finite value in layers.0.attention.wk.weight") != std::string::npos);
+    CHECK(p.err.find("parameter 'layers.0.attention.wk.weight' holds a non-finite value (at index 5)") != std::string::npos);
   }
   const ProcResult sub = run_mtalab(d.path, "generate --checkpoint r/checkpoint.h5 --prompt x --temperature 1e-310");
   CHECK(sub.code == 2);

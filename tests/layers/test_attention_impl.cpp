@@ -24,7 +24,7 @@ ModelConfig model_config(const std::string& attention, const std::string& impl, 
   mc.max_seq_len = 40;
   mc.dtype = dt;
   mc.attention = attention;
-  mc.attn_impl = impl;
+  mc.attn_impl = parse_attn_impl(impl);
   mc.attention_options = AttentionRegistry::options_for(attention);
   if (attention == "mta") {
     mc.attention_options.set("kq_layers", "all");
@@ -92,10 +92,9 @@ TEST_CASE("attn.impl: auto uses the maps only when needed, and fused with attent
     m.train(false);
     CHECK(m.attention(0).use_fused());  // evaluation applies no dropout
   }
-  mc.attn_impl = "fused";
+  mc.attn_impl = AttnImpl::fused;
   const std::string e = testing::input_error([&] { Transformer m(mc); });
   CHECK(e.find("--attn.impl=fused") != std::string::npos);
   CHECK(e.find("dropout") != std::string::npos);
-  mc.attn_impl = "flash";
-  CHECK(testing::input_error([&] { Transformer m(mc); }).find("expected auto, fused or maps") != std::string::npos);
+  CHECK(testing::input_error([&] { parse_attn_impl("flash"); }).find("expected auto, fused or maps") != std::string::npos);
 }
