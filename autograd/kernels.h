@@ -165,29 +165,25 @@ using AttentionBwdFn = void (*)(const Tensor& q, const Tensor& k, const Tensor& 
                                 const Tensor& lse, const Tensor& dout, const AttentionParams& a,
                                 const AttentionGrads& g);
 
-extern KernelTable<CopyFn> copy_kernel;
-extern KernelTable<FillFn> fill_kernel;
-extern KernelTable<UnaryFn> unary_kernel;
-extern KernelTable<BinaryFn> binary_kernel;
-extern KernelTable<WhereFn> where_kernel;
-extern KernelTable<ReduceFn> reduce_kernel;
-extern KernelTable<MatmulFn> matmul_kernel;
-extern KernelTable<SoftmaxFn> softmax_kernel;
-extern KernelTable<SoftmaxBwdFn> softmax_bwd_kernel;
-extern KernelTable<NormFn> norm_kernel;
-extern KernelTable<NormBwdFn> norm_bwd_kernel;
-extern KernelTable<EmbeddingFn> embedding_kernel;
-extern KernelTable<EmbeddingBwdFn> embedding_bwd_kernel;
-extern KernelTable<CrossEntropyFn> cross_entropy_kernel;
-extern KernelTable<CrossEntropyBwdFn> cross_entropy_bwd_kernel;
-extern KernelTable<RandomFn> random_kernel;
-extern KernelTable<AdamWFn> adamw_kernel;
-extern KernelTable<KqConvFn> kq_conv_kernel;
-extern KernelTable<KqConvBwdFn> kq_conv_bwd_kernel;
-extern KernelTable<HeadMixFn> head_mix_kernel;
-extern KernelTable<HeadMixBwdFn> head_mix_bwd_kernel;
-extern KernelTable<AttentionFn> attention_kernel;
-extern KernelTable<AttentionBwdFn> attention_bwd_kernel;
+// Every kernel family, once: X(stem, type, name) declares `stem_kernel` here, defines it
+// in kernels.cpp (named `name` in errors and the support matrix) and lists it in
+// kernel_support(), in this order.
+#define MTALAB_KERNEL_FAMILIES(X)                                                                   \
+  X(copy, CopyFn, "copy") X(fill, FillFn, "fill") X(unary, UnaryFn, "unary")                        \
+  X(binary, BinaryFn, "binary") X(where, WhereFn, "where") X(reduce, ReduceFn, "reduce")            \
+  X(matmul, MatmulFn, "matmul") X(softmax, SoftmaxFn, "softmax")                                    \
+  X(softmax_bwd, SoftmaxBwdFn, "softmax_backward") X(norm, NormFn, "norm")                          \
+  X(norm_bwd, NormBwdFn, "norm_backward") X(embedding, EmbeddingFn, "embedding")                    \
+  X(embedding_bwd, EmbeddingBwdFn, "embedding_backward") X(cross_entropy, CrossEntropyFn, "cross_entropy") \
+  X(cross_entropy_bwd, CrossEntropyBwdFn, "cross_entropy_backward") X(random, RandomFn, "random")   \
+  X(adamw, AdamWFn, "adamw") X(kq_conv, KqConvFn, "kq_conv")                                        \
+  X(kq_conv_bwd, KqConvBwdFn, "kq_conv_backward") X(head_mix, HeadMixFn, "head_mix")                \
+  X(head_mix_bwd, HeadMixBwdFn, "head_mix_backward") X(attention, AttentionFn, "attention")         \
+  X(attention_bwd, AttentionBwdFn, "attention_backward")
+
+#define MTALAB_DECLARE_KERNEL_FAMILY(STEM, FN, NAME) extern KernelTable<FN> STEM##_kernel;
+MTALAB_KERNEL_FAMILIES(MTALAB_DECLARE_KERNEL_FAMILY)
+#undef MTALAB_DECLARE_KERNEL_FAMILY
 
 // Which device kinds fill each table: {family name, has cpu, has cuda}, in table order.
 struct KernelSupport {
