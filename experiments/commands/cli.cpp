@@ -5,6 +5,7 @@
 
 #include <boost/program_options.hpp>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -38,16 +39,7 @@ const char* kExitCodes =
     "  4 I/O failure (a file could not be written; the message says what the files on disk hold),\n"
     "  5 out of memory, 130 stopped by a signal\n";
 
-const char* kUsage =
-    "usage: mtalab <command> [options]\n\n"
-    "commands:\n"
-    "  train     train a model (find-the-block task or byte-level text); logs to <run.out>/run.h5\n"
-    "  eval      evaluate a checkpoint on the run's task or a text file\n"
-    "  generate  continue a prompt with a checkpoint (greedy, or sampled: temperature, top-k, seed)\n"
-    "  sweep     run an ablation file: a grid of options x seeds, N runs at once, resumable\n"
-    "  report    results table from run logs, run directories or sweeps: seeds grouped, mean ± std\n"
-    "  plot      figures and an HTML page for runs or a sweep: curves, attention maps, learned kernels\n"
-    "  variants  list attention variants with their options and defaults\n\n"
+const char* kUsageFooter =
     "`mtalab <command> --help` lists a command's options. Options come from the command line and\n"
     "from INI files (--config FILE; [section] key=value becomes --section.key); the command line wins.\n";
 
@@ -602,26 +594,49 @@ int fail(int code, const std::string& what) {
 
 }  // namespace
 
+// The commands, once: usage, dispatch and the unknown-command error come from this list.
+struct Command {
+  const char* name;
+  const char* help;
+  int (*run)(int argc, char** argv);  // argv[0] is the command's name
+};
+const std::vector<Command>& commands() {
+  static const std::vector<Command> list = {
+      {"train", "train a model (find-the-block task or byte-level text); logs to <run.out>/run.h5", cmd_train},
+      {"eval", "evaluate a checkpoint on the run's task or a text file", cmd_eval},
+      {"generate", "continue a prompt with a checkpoint (greedy, or sampled: temperature, top-k, seed)", cmd_generate},
+      {"sweep", "run an ablation file: a grid of options x seeds, N runs at once, resumable", cmd_sweep},
+      {"report", "results table from run logs, run directories or sweeps: seeds grouped, mean ± std", cmd_report},
+      {"plot", "figures and an HTML page for runs or a sweep: curves, attention maps, learned kernels", cmd_plot},
+      {"variants", "list attention variants with their options and defaults", [](int, char**) { return cmd_variants(); }},
+  };
+  return list;
+}
+
+std::string usage() {
+  std::string u = "usage: mtalab <command> [options]\n\ncommands:\n";
+  for (const Command& c : commands()) u += "  " + std::string(c.name) + std::string(10 - std::strlen(c.name), ' ') + c.help + "\n";
+  return u + "\n" + kUsageFooter;
+}
+
 int mtalab_main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << kUsage;
+    std::cerr << usage();
     return 2;
   }
   std::signal(SIGPIPE, SIG_IGN);  // a closed pipe is a write error, never a silent death
   const std::string cmd = argv[1];
   try {
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-      std::cout << kUsage << "\n" << kExitCodes;
+      std::cout << usage() << "\n" << kExitCodes;
       return 0;
     }
-    if (cmd == "train") return cmd_train(argc - 1, argv + 1);
-    if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
-    if (cmd == "report") return cmd_report(argc - 1, argv + 1);
-    if (cmd == "variants") return cmd_variants();
-    if (cmd == "sweep") return cmd_sweep(argc - 1, argv + 1);
-    if (cmd == "plot") return cmd_plot(argc - 1, argv + 1);
-    if (cmd == "generate") return cmd_generate(argc - 1, argv + 1);
-    std::cerr << "mtalab: error: unknown command '" << printable(cmd) << "' (expected train, eval, generate, sweep, report, plot or variants)\n";
+    std::string names;
+    for (const Command& c : commands()) {
+      if (cmd == c.name) return c.run(argc - 1, argv + 1);
+      names += (names.empty() ? "" : ", ") + std::string(c.name);
+    }
+    std::cerr << "mtalab: error: unknown command '" << printable(cmd) << "' (expected one of: " << names << ")\n";
     return 2;
   } catch (const InputError& e) {
     return fail(2, e.what());
