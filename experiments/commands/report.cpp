@@ -160,13 +160,74 @@ struct Group {
   std::vector<RunRecord> runs;
 };
 
-// Runs with the same options but the seed form one configuration, in the order first met;
-// a second run with a seed already in the group is a repetition, not a seed: its own row.
+std::map<std::string, std::string> key_map(const std::string& key) {
+  std::map<std::string, std::string> m;
+  size_t b = 0;
+  while (b < key.size()) {
+    const size_t e = key.find('\n', b), eq = key.find('=', b);
+    m[key.substr(b, eq - b)] = key.substr(eq + 1, e - eq - 1);
+    b = e + 1;
+  }
+  return m;
+}
+
+// The options of `key` that differ from `base`, as "name=value, ...".
+std::string differences(const std::string& key, const std::string& base) {
+  const auto k = key_map(key), b = key_map(base);
+  std::string out;
+  for (const auto& [name, value] : k)
+    if (!b.count(name) || b.at(name) != value) out += (out.empty() ? "" : ", ") + name + "=" + value;
+  for (const auto& [name, value] : b)
+    if (!k.count(name)) out += (out.empty() ? "" : ", ") + name + " unset";
+  return out;
+}
+
+// Where a group's runs live, to tell apart groups that share a name.
+std::string where(const Group& g) {
+  const RunRecord& r = g.runs.front();
+  if (!r.group.empty()) return r.group.substr(0, r.group.find('\n')).substr(6);  // "sweep <dir>"
+  return r.log.empty() ? r.name : fs::path(r.log).parent_path().string();
+}
+
+// What a figure's file name keeps of a configuration's name (scripts/plot.py's safe_name).
+std::string file_stem(const std::string& name) {
+  static const std::regex unsafe("[^A-Za-z0-9._+=-]");
+  return std::regex_replace(name, unsafe, "_");
+}
+
+// Every configuration a name of its own, also as a figure's file name: groups that share
+// one (two run directories called x, two sweeps with lr=1e-3) get where they live
+// appended, and a count if that is not enough.
+void name_uniquely(std::vector<Group>& groups) {
+  auto clashes = [&](size_t i) {
+    for (size_t j = 0; j < groups.size(); ++j)
+      if (j != i && file_stem(groups[j].name) == file_stem(groups[i].name)) return true;
+    return false;
+  };
+  std::vector<bool> clash(groups.size());
+  for (size_t i = 0; i < groups.size(); ++i) clash[i] = clashes(i);
+  for (size_t i = 0; i < groups.size(); ++i)
+    if (clash[i]) groups[i].name += " [" + where(groups[i]) + "]";
+  for (size_t i = 0; i < groups.size(); ++i)
+    for (int k = 2; clashes(i); ++k) groups[i].name += " #" + std::to_string(k);
+}
+
+// Runs with the same defining options but the seed form one configuration, in the order
+// first met; a second run with a seed already in the group is a repetition, not a seed:
+// its own row. A sweep's configuration whose logged runs were trained with different
+// options (the sweep file changed under them) is split, each part named by what differs;
+// its runs without a log stay with the first part.
 std::vector<Group> group_runs(const std::vector<RunRecord>& records) {
   std::vector<Group> groups;
   std::vector<std::string> keys;
+  std::map<std::string, std::string> first_key;  // sweep configuration -> its first logged options
   for (const auto& r : records) {
-    const std::string key = !r.group.empty() ? r.group : r.readable && !r.config_key.empty() ? r.config_key : "";
+    const bool logged = r.readable && !r.config_key.empty();
+    std::string key = logged ? r.config_key : "";
+    if (!r.group.empty()) {
+      if (logged && !first_key.count(r.group)) first_key[r.group] = r.config_key;
+      key = r.group + "\n" + (logged ? r.config_key : first_key.count(r.group) ? first_key[r.group] : "");
+    }
     size_t g = groups.size();
     if (!key.empty())
       for (size_t i = 0; i < groups.size(); ++i)
@@ -182,14 +243,20 @@ std::vector<Group> group_runs(const std::vector<RunRecord>& records) {
   static const std::regex seed_suffix("[,_-]?seed[=_-]?[0-9]+$");
   for (size_t i = 0; i < groups.size(); ++i) {
     Group& g = groups[i];
-    if (!g.runs.front().group.empty()) {
-      g.name = g.runs.front().group.substr(g.runs.front().group.find('\n') + 1);
+    const RunRecord& r = g.runs.front();
+    if (!r.group.empty()) {
+      g.name = r.group.substr(r.group.find('\n') + 1);
+      const auto first = first_key.find(r.group);
+      const auto logged = std::find_if(g.runs.begin(), g.runs.end(), [](const RunRecord& x) { return !x.config_key.empty(); });
+      if (first != first_key.end() && logged != g.runs.end() && logged->config_key != first->second)
+        g.name += " (" + differences(logged->config_key, first->second) + ")";
     } else {
-      g.name = g.runs.front().name;
+      g.name = r.name;
       const std::string stripped = std::regex_replace(g.name, seed_suffix, "");
       if (g.runs.size() > 1 && !stripped.empty()) g.name = stripped;
     }
   }
+  name_uniquely(groups);
   return groups;
 }
 
@@ -418,13 +485,27 @@ Report format_report(const std::vector<std::string>& inputs, const ReportOptions
   for (const auto& g : groups) summaries.push_back(summarize(g.name, g.runs));
   const bool deltas = !options.baseline.empty();
   if (deltas) {
-    auto base = std::find_if(summaries.begin(), summaries.end(), [&](const Summary& s) { return s.name == options.baseline; });
-    if (base == summaries.end()) {
-      std::string names;
-      for (const auto& s : summaries) names += (names.empty() ? "" : ", ") + s.name;
-      throw InputError("--baseline '" + options.baseline + "' is none of the configurations (" + names + ")");
+    std::string names, matches;
+    const Summary* base = nullptr;
+    int found = 0;
+    for (const auto& s : summaries) {
+      names += (names.empty() ? "" : ", ") + s.name;
+      // The name as shown, or before a clash made it longer ("x" of "x [runs/a]").
+      if (s.name == options.baseline || s.name.rfind(options.baseline + " [", 0) == 0) {
+        matches += (matches.empty() ? "" : ", ") + s.name;
+        if (found++ == 0) base = &s;
+      }
     }
+    if (!found)
+      throw InputError("--baseline '" + options.baseline + "' is none of the configurations (" + names + ")");
+    if (found > 1)
+      throw InputError("--baseline '" + options.baseline + "' matches several configurations (" + matches +
+                       "); expected one of those names in full");
     const Summary b = *base;
+    for (const auto& s : summaries)
+      if (s.value.mean && b.value.mean && s.metric != b.metric)
+        throw InputError("--baseline '" + b.name + "' reports " + b.metric + " but '" + s.name + "' reports " + s.metric +
+                         "; a difference needs the same metric (expected a report of one task, or no --baseline)");
     for (auto& s : summaries) {
       if (s.value.mean && b.value.mean) s.d_value = *s.value.mean - *b.value.mean;
       if (s.eval.mean && b.eval.mean) s.d_eval = *s.eval.mean - *b.eval.mean;
