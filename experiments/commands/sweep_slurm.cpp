@@ -112,6 +112,13 @@ std::string shell_quote(const std::string& s) {
   return out + "'";
 }
 
+// A path as the value of an #SBATCH line: sbatch reads double quotes there, nothing more.
+std::string directive_path(const std::string& p) {
+  if (p.find_first_of("\"\n\r") != std::string::npos)
+    throw InputError("path '" + p + "' holds a double quote or a line break; expected a path an #SBATCH line can hold");
+  return p.find_first_of(" \t") == std::string::npos ? p : "\"" + p + "\"";
+}
+
 std::string now_utc() {
   const auto now = std::chrono::system_clock::now();
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
@@ -209,7 +216,7 @@ RunView view_of(const ManifestRow& row, const std::string& run_dir, const JobRow
     v.detail = "exit " + (row.exit_code < 0 ? std::string("?") : std::to_string(row.exit_code));
   if (job && !queue.count(job->task) && (row.status == "pending" || row.status == "running" || row.status == "requeued")) {
     v.state = "lost";
-    v.detail = "task " + job->task + " ended without a word (killed? see " + job->output + "); relaunch the sweep";
+    v.detail = "its task left Slurm without recording how the run ended (killed?); relaunching the sweep resumes it";
   }
   return v;
 }
@@ -287,8 +294,8 @@ std::string slurm_batch_script(const SweepSpec& spec, const SlurmOptions& o, int
     << "# (same directory, options and seed; its output in logs/<run>.log); the --array list is\n"
     << "# given at submission: relaunching the sweep submits the runs that are not finished.\n"
     << "#SBATCH --job-name=mtalab:" << out.filename().string() << "\n"
-    << "#SBATCH --chdir=" << cwd << "\n"
-    << "#SBATCH --output=" << (out / "slurm" / "%A_%a.out").string() << "\n"
+    << "#SBATCH --chdir=" << directive_path(cwd) << "\n"
+    << "#SBATCH --output=" << directive_path((out / "slurm" / "%A_%a.out").string()) << "\n"
     << "#SBATCH --open-mode=append\n"  // a requeued task reruns from the top: keep what it wrote
     << "#SBATCH --requeue\n"
     << "#SBATCH --signal=B:USR1@" << o.signal_s << "\n"
@@ -452,8 +459,16 @@ class SlurmSubmit {
   void follow() {
     std::map<std::string, std::string> shown;
     const auto t0 = std::chrono::steady_clock::now();
-    for (;;) {
-      const auto queue = slurm_queue();
+    for (int failures = 0;;) {
+      std::map<std::string, SlurmTask> queue;
+      try {
+        queue = slurm_queue();
+        failures = 0;
+      } catch (const InputError&) {  // a busy controller: ask again, for a minute
+        if (++failures > 60) throw;
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        continue;
+      }
       const auto rows = sweep_manifest_rows(req_.spec, req_.runs);
       const auto jobs = read_jobs(req_.spec);
       bool any = false;
@@ -612,6 +627,7 @@ class SlurmTaskRun {
       ++row->attempts;
       write_sweep_manifest(req_.spec.out, sweep_varied_options(req_.spec), rows);
     }
+    if (g_term) return finish(run, 130, 0);  // cancelled while it was being set up
     const auto t0 = std::chrono::steady_clock::now();
     const int code = run_child(run, plan);
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -678,52 +694,46 @@ class SlurmTaskRun {
     }
   }
 
+  // The outcome into the manifest, the task's last line into the run's output first (who
+  // sees the manifest's word finds the line there).
   int finish(const SweepRun& run, int code, double wall) {
     // SIGTERM before the run installed its handlers (the warning came as it started): nothing
     // was lost, the run is as interrupted as one that checkpointed.
     if (warned_ && code == 128 + SIGTERM) code = 130;
-    std::string status = sweep_status_for_exit(code);
-    bool requeue = false;
-    std::string what;
-    if (status == "interrupted" && warned_) {
-      if (restarts_ < o_.requeues) {
-        requeue = true;
-        status = "requeued";
-        what = "stopped with a checkpoint after the time-limit signal; requeued (" + std::to_string(restarts_ + 1) +
-               " of " + std::to_string(o_.requeues) + ")";
-      } else {
-        what = "stopped with a checkpoint after the time-limit signal; not requeued: " + std::to_string(o_.requeues) +
-               " requeues reached (relaunch the sweep to resume it)";
-      }
-    } else if (status == "interrupted") {
-      what = "stopped by SIGTERM (cancelled, preempted or out of time): relaunch the sweep to resume it";
-    } else {
-      what = status + " (exit " + std::to_string(code) + ")";
-    }
-    {
-      ManifestLock lock(req_.spec);
-      auto rows = read_sweep_manifest(req_.spec.out);
-      ManifestRow* row = find_row(rows, run.name);
-      row->status = status;
-      row->exit_code = code;
-      row->wall_s += wall;
-      write_sweep_manifest(req_.spec.out, sweep_varied_options(req_.spec), rows);
-    }
-    if (requeue) {
+    const std::string status = sweep_status_for_exit(code);
+    const std::string after_warning = "stopped with a checkpoint after the time-limit signal; ";
+    if (status == "interrupted" && warned_ && restarts_ < o_.requeues) {
+      record(run, "requeued", code, wall);  // before the requeue: Slurm then ends this task
       const Captured r = capture({"scontrol", "requeue", task_}, "", /*ignore_term=*/true);
-      if (r.code != 0) {
-        what = "stopped with a checkpoint after the time-limit signal; scontrol requeue failed (" + one_line(r.err + r.out) +
-               "): relaunch the sweep to resume it";
-        ManifestLock lock(req_.spec);
-        auto rows = read_sweep_manifest(req_.spec.out);
-        find_row(rows, run.name)->status = "interrupted";
-        write_sweep_manifest(req_.spec.out, sweep_varied_options(req_.spec), rows);
-        requeue = false;
+      if (r.code == 0) {
+        say(after_warning + "requeued (" + std::to_string(restarts_ + 1) + " of " + std::to_string(o_.requeues) + ")");
+        return 0;
       }
+      say(after_warning + "scontrol requeue failed (" + one_line(r.err + r.out) + "): relaunch the sweep to resume it");
+      record(run, "interrupted", code, 0);
+      return code;
     }
-    say(what);
-    return requeue ? 0 : code;
+    if (status == "interrupted" && warned_)
+      say(after_warning + "not requeued: " + std::to_string(o_.requeues) +
+          " requeues reached (relaunch the sweep to resume it)");
+    else if (status == "interrupted")
+      say("stopped by SIGTERM (cancelled, preempted or out of time): relaunch the sweep to resume it");
+    else
+      say(status + " (exit " + std::to_string(code) + ")");
+    record(run, status, code, wall);
+    return code;
   }
+
+  void record(const SweepRun& run, const std::string& status, int code, double wall) {
+    ManifestLock lock(req_.spec);
+    auto rows = read_sweep_manifest(req_.spec.out);
+    ManifestRow* row = find_row(rows, run.name);
+    row->status = status;
+    row->exit_code = code;
+    row->wall_s += wall;
+    write_sweep_manifest(req_.spec.out, sweep_varied_options(req_.spec), rows);
+  }
+
 
   const SweepRequest& req_;
   const SlurmOptions& o_;

@@ -290,7 +290,10 @@ TEST_SUITE("time_limit") {
     CHECK(log.find("== resume (Slurm task " + task + " on ") != std::string::npos);
     CHECK(log.find(", restart 1, ") != std::string::npos);
     CHECK(log.find("stopped by signal 15 at step ") != std::string::npos);
-    CHECK(d.read("slurm/slurm/" + task + ".out").find("DUE TO JOB REQUEUE") != std::string::npos);
+    // Slurm's output file kept the first attempt's lines (--open-mode=append).
+    const std::string slurm_out = d.read("slurm/slurm/" + task + ".out");
+    CHECK(slurm_out.find("== start seed=0 (Slurm task " + task + " on ") != std::string::npos);
+    CHECK(slurm_out.find("== resume seed=0 (Slurm task " + task + " on ") != std::string::npos);
     const auto row = manifest(d.path / "slurm")["seed=0"];
     CHECK(row.status == "finished");
     CHECK(row.attempts >= 2);
