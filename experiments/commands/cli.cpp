@@ -617,11 +617,11 @@ int cmd_sweep(int argc, char** argv) {
       settings[s.key] = vm["slurm." + std::string(s.key)].as<std::string>();
       given = "--slurm." + std::string(s.key);
     }
+  const SlurmOptions o = slurm_options(settings);  // a typo in [slurm] is caught on any launcher
   if (launcher == "slurm") {
     if (!vm["jobs"].defaulted())
       throw InputError("--jobs is for the local launcher; with --launcher slurm, --slurm.parallel K runs at most K "
                        "tasks at once");
-    const SlurmOptions o = slurm_options(settings);
     req.spec.slurm = settings;  // sweep.ini records what was submitted
     return submit_slurm_sweep(req, o, vm.count("wait") > 0).exit_code();
   }

@@ -166,10 +166,6 @@ std::string sweep_dry_run_line(const std::string& name, const RunPlan& p) {
 std::string sweep_run_dir(const SweepSpec& spec, const SweepRun& run) { return (fs::path(spec.out) / run.name).string(); }
 std::string sweep_run_log(const SweepRun& run) { return (fs::path("logs") / (run.name + ".log")).string(); }
 
-namespace {
-
-}  // namespace
-
 std::string sweep_run_outcome(const std::string& dir) {
   try {
     RunLog l = RunLog::open_read((fs::path(dir) / "run.h5").string());

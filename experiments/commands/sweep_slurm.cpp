@@ -293,7 +293,7 @@ std::string slurm_batch_script(const SweepSpec& spec, const SlurmOptions& o, int
     << "# Array task i runs row i of " << (out / "sweep.tsv").string() << " as the local launcher would\n"
     << "# (same directory, options and seed; its output in logs/<run>.log); the --array list is\n"
     << "# given at submission: relaunching the sweep submits the runs that are not finished.\n"
-    << "#SBATCH --job-name=mtalab:" << out.filename().string() << "\n"
+    << "#SBATCH --job-name=" << directive_path("mtalab:" + out.filename().string()) << "\n"
     << "#SBATCH --chdir=" << directive_path(cwd) << "\n"
     << "#SBATCH --output=" << directive_path((out / "slurm" / "%A_%a.out").string()) << "\n"
     << "#SBATCH --open-mode=append\n"  // a requeued task reruns from the top: keep what it wrote

@@ -312,6 +312,8 @@ TEST_CASE("sweep --launcher slurm without Slurm: one clear line, exit 2, nothing
   CHECK(d.run("sweep s.ini --slurm.time 10").err.find("--slurm.time is for --launcher slurm") != std::string::npos);
   CHECK(d.run("sweep s.ini --launcher slurm --jobs 2").err.find("--jobs is for the local launcher") != std::string::npos);
   CHECK(d.run("sweep s.ini --launcher pbs").err.find("--launcher 'pbs'; expected local or slurm") != std::string::npos);
+  d.write("typo.ini", kTinyIni + "[sweep]\nout = out\n[slurm]\ngpu = 1\n");
+  CHECK(d.run("sweep typo.ini").err.find("unknown Slurm setting 'gpu'") != std::string::npos);
   CHECK(d.run("sweep-task --sweep s.ini").err.find("SLURM_ARRAY_TASK_ID") != std::string::npos);
   CHECK(!fs::exists(d.path / "out"));
 }
