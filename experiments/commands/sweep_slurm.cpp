@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -669,6 +670,10 @@ class SlurmTaskRun {
       std::vector<std::string> launch;
       for (std::string w; in >> w;) launch.push_back(w);
       args.insert(args.begin(), launch.begin(), launch.end());
+      // Since Slurm 22.05 srun no longer inherits the batch job's --cpus-per-task: each rank
+      // gets its CPUs only when asked again.
+      const std::string cpus = env_or("SLURM_CPUS_PER_TASK", "");
+      if (!cpus.empty()) setenv("SRUN_CPUS_PER_TASK", cpus.c_str(), 1);
     }
     char node[256] = "?";
     gethostname(node, sizeof node - 1);
