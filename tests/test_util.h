@@ -29,6 +29,8 @@ struct TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   std::string operator/(const std::string& name) const { return (path / name).string(); }
+  void write(const std::string& name, const std::string& text) const { std::ofstream(path / name) << text; }
+  std::string read(const std::string& name) const;  // the file's bytes ("" if absent)
 };
 
 inline std::string bytes_of(const std::string& path) {
@@ -36,6 +38,15 @@ inline std::string bytes_of(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+inline std::string TempDir::read(const std::string& name) const { return bytes_of((path / name).string()); }
+
+// How often `needle` occurs in `s`.
+inline int count_of(const std::string& s, const std::string& needle) {
+  int n = 0;
+  for (size_t p = s.find(needle); p != std::string::npos; p = s.find(needle, p + 1)) ++n;
+  return n;
 }
 
 // The message of the InputError f throws, or "<no InputError>".

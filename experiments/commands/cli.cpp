@@ -25,6 +25,7 @@
 #include "experiments/run/run_log.h"
 #include "experiments/run/stop_signal.h"
 #include "experiments/commands/sweep.h"
+#include "experiments/commands/sweep_slurm.h"
 #include "experiments/tasks/train_data.h"
 #include "experiments/train/trainer.h"
 #include "layers/attention.h"
@@ -538,6 +539,16 @@ std::string self_binary() {
   return p.string();
 }
 
+// The runs of a sweep, to be run by `binary` (this executable) and checked as train would.
+void expand_sweep_request(SweepRequest& req) {
+  VariantScope scope;
+  for (const auto* v : AttentionRegistry::list()) scope.variants.insert(v->name);
+  scope.default_variant = OptionValues(train_option_specs(), "").get_string("model.attention");
+  req.runs = expand_sweep(req.spec, scope);
+  req.binary = self_binary();
+  req.validate = validate_sweep_run;
+}
+
 int cmd_sweep(int argc, char** argv) {
   po::options_description flags("sweep");
   flags.add_options()("help,h", "show this help")("grid", po::value<std::vector<std::string>>()->composing(),
@@ -545,7 +556,17 @@ int cmd_sweep(int argc, char** argv) {
       "sweep.out", po::value<std::string>(), "the sweep's directory (overrides the file's [sweep] out)")(
       "jobs", po::value<int>()->default_value(1), "runs at once; the cores are split between them")(
       "retry-failed", "run diverged and failed runs again (from scratch)")(
-      "dry-run", "list the runs and what relaunching would do; run nothing");
+      "dry-run", "list the runs and what relaunching would do; run nothing (with --launcher slurm: and the "
+                 "batch script and its --array)")(
+      "status", "each run's state, from its directory, the manifest and (for a Slurm sweep) Slurm's queue")(
+      "launcher", po::value<std::string>()->default_value("local"),
+      "local: the runs are child processes here; slurm: one Slurm job array (the --slurm.* settings, or the "
+      "file's [slurm] section)")("wait", "with --launcher slurm: follow the tasks until they end, one line per change");
+  po::options_description slurm_flags("Slurm (--launcher slurm; also KEY = VALUE under [slurm] in the sweep file)");
+  for (const auto& s : slurm_settings())
+    slurm_flags.add_options()(("slurm." + std::string(s.key)).c_str(), po::value<std::string>()->value_name(s.value_name),
+                              s.help);
+  flags.add(slurm_flags);
   po::options_description all;
   po::options_description declared = declared_options();
   all.add(flags).add(declared);
@@ -558,10 +579,14 @@ int cmd_sweep(int argc, char** argv) {
   po::store(po::command_line_parser(argc, argv).options(all).positional(pos).style(style()).run(), vm);
   po::notify(vm);
   if (vm.count("help") || !vm.count("file")) {
-    std::cout << "usage: mtalab sweep FILE.ini [--grid option=v1,v2 ...] [--jobs N] [options]\n\n"
+    std::cout << "usage: mtalab sweep FILE.ini [--grid option=v1,v2 ...] [--jobs N] [options]\n"
+                 "       mtalab sweep FILE.ini --launcher slurm [--slurm.time T --slurm.gpus N ...] [--wait]\n"
+                 "       mtalab sweep FILE.ini --status\n\n"
                  "Runs every combination of the file's [sweep] axes (and [configuration NAME] sets) x seeds,\n"
                  "each in <out>/<run name>/, N at once; relaunching skips finished runs and resumes\n"
-                 "interrupted ones. Options given here (--train.steps 100) replace the file's base options.\n\n"
+                 "interrupted ones. Options given here (--train.steps 100) replace the file's base options.\n"
+                 "With --launcher slurm the same runs go to Slurm as one job array (script in\n"
+                 "<out>/slurm/sweep.sbatch), each task checkpointing and requeueing itself before its time limit.\n\n"
               << flags << "\n"
               << kExitCodes << "  (sweep: 3 when some run diverged, failed or was busy; the manifest says which)\n";
     return vm.count("help") ? 0 : 2;
@@ -575,16 +600,61 @@ int cmd_sweep(int argc, char** argv) {
   if (vm.count("sweep.out")) req.spec.out = vm["sweep.out"].as<std::string>();
   if (req.spec.out.empty())
     throw InputError("sweep '" + req.spec.file + "' has no out; expected [sweep] out = DIR or --sweep.out DIR");
-  VariantScope scope;
-  for (const auto* v : AttentionRegistry::list()) scope.variants.insert(v->name);
-  scope.default_variant = OptionValues(train_option_specs(), "").get_string("model.attention");
-  req.runs = expand_sweep(req.spec, scope);
+  expand_sweep_request(req);
   req.jobs = vm["jobs"].as<int>();
   req.retry_failed = vm.count("retry-failed") > 0;
   req.dry_run = vm.count("dry-run") > 0;
-  req.binary = self_binary();
-  req.validate = validate_sweep_run;
+  if (vm.count("status")) {
+    print_sweep_status(req);
+    return 0;
+  }
+  const std::string launcher = vm["launcher"].as<std::string>();
+  std::map<std::string, std::string> settings = req.spec.slurm;
+  std::string given;
+  for (const auto& s : slurm_settings())
+    if (vm.count("slurm." + std::string(s.key))) {
+      settings[s.key] = vm["slurm." + std::string(s.key)].as<std::string>();
+      given = "--slurm." + std::string(s.key);
+    }
+  const SlurmOptions o = slurm_options(settings);  // a typo in [slurm] is caught on any launcher
+  if (launcher == "slurm") {
+    if (!vm["jobs"].defaulted())
+      throw InputError("--jobs is for the local launcher; with --launcher slurm, --slurm.parallel K runs at most K "
+                       "tasks at once");
+    req.spec.slurm = settings;  // sweep.ini records what was submitted
+    return submit_slurm_sweep(req, o, vm.count("wait") > 0).exit_code();
+  }
+  if (launcher != "local") throw InputError("--launcher '" + printable(launcher) + "'; expected local or slurm");
+  if (!given.empty() || vm.count("wait"))
+    throw InputError((given.empty() ? std::string("--wait") : given) + " is for --launcher slurm (the local launcher "
+                     "runs here and always waits)");
   return run_sweep(req).exit_code();
+}
+
+// The body of one task of a Slurm sweep's job array; the batch script execs it.
+int cmd_sweep_task(int argc, char** argv) {
+  po::options_description flags("sweep-task");
+  flags.add_options()("help,h", "show this help")("sweep", po::value<std::string>(), "the sweep directory's sweep.ini")(
+      "requeues", po::value<int>()->default_value(3), "requeue after the time-limit signal at most this often")(
+      "launch", po::value<std::string>(), "what starts the ranks of a run with more than one task");
+  po::variables_map vm;
+  const po::parsed_options parsed = po::command_line_parser(argc, argv).options(flags).style(style()).run();
+  refuse_positional(parsed);
+  po::store(parsed, vm);
+  po::notify(vm);
+  if (vm.count("help") || !vm.count("sweep")) {
+    std::cout << "usage: mtalab sweep-task --sweep OUT/sweep.ini [--requeues N] [--launch CMD]\n"
+                 "  one task of the job array `mtalab sweep --launcher slurm` submits (its batch script runs it):\n"
+                 "  runs row $SLURM_ARRAY_TASK_ID of the sweep, requeueing itself after the time-limit signal\n\n"
+              << flags;
+    return vm.count("help") ? 0 : 2;
+  }
+  SweepRequest req;
+  req.spec = read_sweep_spec(vm["sweep"].as<std::string>());
+  expand_sweep_request(req);
+  std::map<std::string, std::string> settings{{"requeues", std::to_string(vm["requeues"].as<int>())}};
+  if (vm.count("launch")) settings["launch"] = vm["launch"].as<std::string>();
+  return run_slurm_task(req, slurm_options(settings));
 }
 
 int fail(int code, const std::string& what) {
@@ -605,7 +675,10 @@ const std::vector<Command>& commands() {
       {"train", "train a model (find-the-block task or byte-level text); logs to <run.out>/run.h5", cmd_train},
       {"eval", "evaluate a checkpoint on the run's task or a text file", cmd_eval},
       {"generate", "continue a prompt with a checkpoint (greedy, or sampled: temperature, top-k, seed)", cmd_generate},
-      {"sweep", "run an ablation file: a grid of options x seeds, N runs at once, resumable", cmd_sweep},
+      {"sweep", "run an ablation file: a grid of options x seeds, N runs at once, resumable;\n"
+                "              --launcher slurm: one Slurm job array, requeued on its time limit; --status",
+       cmd_sweep},
+      {"sweep-task", "one task of a Slurm sweep's job array (the batch script runs it)", cmd_sweep_task},
       {"report", "results table from run logs, run directories or sweeps: seeds grouped, mean ± std", cmd_report},
       {"plot", "figures and an HTML page for runs or a sweep: curves, attention maps, learned kernels", cmd_plot},
       {"variants", "list attention variants with their options and defaults", [](int, char**) { return cmd_variants(); }},
@@ -615,7 +688,8 @@ const std::vector<Command>& commands() {
 
 std::string usage() {
   std::string u = "usage: mtalab <command> [options]\n\ncommands:\n";
-  for (const Command& c : commands()) u += "  " + std::string(c.name) + std::string(10 - std::strlen(c.name), ' ') + c.help + "\n";
+  for (const Command& c : commands())
+    u += "  " + std::string(c.name) + std::string(std::max<size_t>(2, 12 - std::strlen(c.name)), ' ') + c.help + "\n";
   return u + "\n" + kUsageFooter;
 }
 

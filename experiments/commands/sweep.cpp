@@ -52,13 +52,11 @@ std::string hms(double s) {
   return buf;
 }
 
-// What to do with one run, from what its directory and the last manifest say.
-struct Plan {
-  enum Kind { start, resume, restart, done, skip } kind = start;
-  std::string why;  // for done/skip, and for resume/restart
-};
+using Plan = RunPlan;
 
-Plan plan_run(const std::string& dir, int64_t steps, const ManifestRow* before, bool retry) {
+}  // namespace
+
+RunPlan plan_sweep_run(const std::string& dir, int64_t steps, const ManifestRow* before, bool retry) {
   const std::string log = (fs::path(dir) / "run.h5").string();
   std::error_code ec;
   const bool has_ckpt = fs::exists(fs::path(dir) / "checkpoint.h5", ec);
@@ -96,15 +94,79 @@ Plan plan_run(const std::string& dir, int64_t steps, const ManifestRow* before, 
   return {Plan::restart, "started again (stopped before its first checkpoint)"};
 }
 
-std::string status_for_exit(int code) {
+std::string sweep_status_for_exit(int code) {
   if (code == 0) return "finished";
   if (code == 3) return "diverged";
   if (code == 130) return "interrupted";
   return "failed";
 }
 
-// "eval_loss 1.2345 | error_rate 0.1000" from a finished run's log.
-std::string outcome_of(const std::string& dir) {
+std::vector<std::string> sweep_train_args(const std::string& binary, const std::string& dir, const SweepRun& r,
+                                          RunPlan::Kind kind) {
+  std::vector<std::string> args{binary, "train", "--run.out", dir};
+  if (kind == Plan::resume) args.push_back("--resume");
+  if (kind == Plan::restart) args.push_back("--overwrite");
+  for (const auto& [k, v] : r.options) {
+    args.push_back("--" + k);
+    args.push_back(v);
+  }
+  return args;
+}
+
+pid_t start_sweep_run(const std::vector<std::string>& args, RunPlan::Kind kind, const std::string& log,
+                      int threads, const std::string& note) {
+  {
+    std::ofstream f(log, std::ios::app);
+    f << "== " << (kind == Plan::resume ? "resume" : kind == Plan::restart ? "start again" : "start") << note << ": ";
+    for (const auto& a : args) f << a << ' ';
+    f << "\n";
+  }
+  const int fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0) throw IoError("cannot open '" + log + "': " + errno_text(errno));
+  std::vector<std::string> args_s = args;
+  std::vector<char*> argv;
+  for (auto& a : args_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string omp = "OMP_NUM_THREADS=" + std::to_string(threads);
+  std::vector<std::string> env_s{omp};
+  for (char** e = environ; *e; ++e)
+    if (std::string(*e).rfind("OMP_NUM_THREADS=", 0) != 0) env_s.push_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const pid_t parent = getpid();
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    ::close(fd);
+    throw IoError("cannot start a run: fork: " + errno_text(errno));
+  }
+  if (pid == 0) {
+    setpgid(0, 0);                          // a terminal's ^C reaches the sweep only
+    prctl(PR_SET_PDEATHSIG, SIGTERM);       // a killed sweep stops its runs cleanly
+    if (getppid() != parent) _exit(130);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGUSR1, SIG_DFL);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execvpe(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  ::close(fd);
+  return pid;
+}
+
+std::string sweep_dry_run_line(const std::string& name, const RunPlan& p) {
+  const char* what[] = {"would start", "would resume", "would start again", "done", "skipped"};
+  const std::string padded = name + std::string(name.size() < 40 ? 40 - name.size() : 0, ' ');
+  return "  " + padded + " " + what[p.kind] + (p.why.empty() ? "" : ": ") + p.why;
+}
+
+std::string sweep_run_dir(const SweepSpec& spec, const SweepRun& run) { return (fs::path(spec.out) / run.name).string(); }
+std::string sweep_run_log(const SweepRun& run) { return (fs::path("logs") / (run.name + ".log")).string(); }
+
+std::string sweep_run_outcome(const std::string& dir) {
   try {
     RunLog l = RunLog::open_read((fs::path(dir) / "run.h5").string());
     const auto fin = l.finals();
@@ -119,29 +181,21 @@ std::string outcome_of(const std::string& dir) {
   }
 }
 
-std::vector<std::string> varied_options(const SweepSpec& spec) {
-  std::vector<std::string> out;
-  for (const auto& a : spec.axes) out.push_back(a.option);
-  std::set<std::string> seen(out.begin(), out.end());
-  for (const auto& c : spec.configurations)
-    for (const auto& [k, v] : c.options)
-      if (seen.insert(k).second) out.push_back(k);
-  return out;
-}
+namespace {
 
 class Sweep {
  public:
-  explicit Sweep(const SweepRequest& req) : req_(req), varied_(varied_options(req.spec)) {}
+  explicit Sweep(const SweepRequest& req) : req_(req), varied_(sweep_varied_options(req.spec)) {}
 
   SweepResult run() {
     threads_ = sweep_threads_per_job(req_.jobs, requested_threads(), available_cores());
-    validate_all();
+    resolved_ = validate_sweep_runs(req_);
+    rows_ = sweep_manifest_rows(req_.spec, req_.runs);
     if (req_.dry_run) return dry_run();
     lock_ = RunLock::acquire(req_.spec.out, "mtalab sweep");
     fs::create_directories(fs::path(req_.spec.out) / "logs");
     const std::string ini = sweep_spec_text(req_.spec);
     replace_file((fs::path(req_.spec.out) / "sweep.ini").string(), ini.data(), ini.size());
-    load_manifest();
     wait_for_earlier_runs();
     plan_all();
     install_sweep_handlers();
@@ -158,22 +212,6 @@ class Sweep {
     Clock::time_point start;
   };
 
-  void validate_all() {
-    std::string errors;
-    int bad = 0;
-    for (const auto& r : req_.runs) {
-      try {
-        resolved_.push_back(req_.validate(r));
-      } catch (const InputError& e) {
-        resolved_.emplace_back();
-        if (++bad <= 20) errors += "\n  run '" + r.name + "': " + e.what();
-      }
-    }
-    if (bad > 0)
-      throw InputError(std::to_string(bad) + " of " + std::to_string(req_.runs.size()) +
-                       " runs of the sweep are invalid (nothing was run):" + errors);
-  }
-
   int requested_threads() const {
     auto it = req_.spec.base.find("train.threads");
     if (it == req_.spec.base.end()) return 0;
@@ -184,35 +222,18 @@ class Sweep {
     }
   }
 
-  std::string dir_of(size_t i) const { return (fs::path(req_.spec.out) / req_.runs[i].name).string(); }
-  std::string log_of(size_t i) const { return (fs::path("logs") / (req_.runs[i].name + ".log")).string(); }
+  std::string dir_of(size_t i) const { return sweep_run_dir(req_.spec, req_.runs[i]); }
+  std::string log_of(size_t i) const { return sweep_run_log(req_.runs[i]); }
   int64_t steps_of(size_t i) const { return std::stoll(resolved_[i].at("train.steps")); }
 
   SweepResult dry_run() {
     std::printf("sweep %s: %zu runs, %d at once, %d thread%s each\n", req_.spec.out.c_str(), req_.runs.size(),
                 req_.jobs, threads_, threads_ == 1 ? "" : "s");
     for (size_t i = 0; i < req_.runs.size(); ++i) {
-      const Plan p = plan_run(dir_of(i), steps_of(i), nullptr, req_.retry_failed);
-      const char* what[] = {"would start", "would resume", "would start again", "done", "skipped"};
-      std::printf("  %-40s %s%s%s\n", req_.runs[i].name.c_str(), what[p.kind], p.why.empty() ? "" : ": ", p.why.c_str());
+      const Plan p = plan_sweep_run(dir_of(i), steps_of(i), &rows_[i], req_.retry_failed);
+      std::printf("%s\n", sweep_dry_run_line(req_.runs[i].name, p).c_str());
     }
     return result_;
-  }
-
-  void load_manifest() {
-    for (auto& row : read_sweep_manifest(req_.spec.out)) previous_[row.name] = row;
-    rows_.resize(req_.runs.size());
-    for (size_t i = 0; i < req_.runs.size(); ++i) {
-      const auto& r = req_.runs[i];
-      ManifestRow& m = rows_[i];
-      if (auto it = previous_.find(r.name); it != previous_.end()) m = it->second;
-      m.name = r.name;
-      m.configuration = r.configuration;
-      m.seed = r.seed;
-      m.log = log_of(i);
-      m.varied.clear();
-      for (const auto& k : varied_) m.varied[k] = r.options.count(k) ? r.options.at(k) : "-";
-    }
   }
 
   // Runs of an earlier sweep that was killed stop after their current step (they get
@@ -236,8 +257,7 @@ class Sweep {
   void plan_all() {
     int todo = 0, done = 0, skipped = 0;
     for (size_t i = 0; i < req_.runs.size(); ++i) {
-      const Plan p = plan_run(dir_of(i), steps_of(i), previous_.count(req_.runs[i].name) ? &previous_[req_.runs[i].name] : nullptr,
-                              req_.retry_failed);
+      const Plan p = plan_sweep_run(dir_of(i), steps_of(i), &rows_[i], req_.retry_failed);
       plans_.push_back(p);
       if (p.kind == Plan::done) {
         ++done;
@@ -301,47 +321,8 @@ class Sweep {
   void launch(size_t i) {
     const SweepRun& r = req_.runs[i];
     const Plan& p = plans_[i];
-    std::vector<std::string> args{req_.binary, "train", "--run.out", dir_of(i)};
-    if (p.kind == Plan::resume) args.push_back("--resume");
-    if (p.kind == Plan::restart) args.push_back("--overwrite");
-    for (const auto& [k, v] : r.options) {
-      args.push_back("--" + k);
-      args.push_back(v);
-    }
-    const std::string log = (fs::path(req_.spec.out) / log_of(i)).string();
-    {
-      std::ofstream f(log, std::ios::app);
-      f << "== " << (p.kind == Plan::resume ? "resume" : p.kind == Plan::restart ? "start again" : "start") << ": ";
-      for (const auto& a : args) f << a << ' ';
-      f << "\n";
-    }
-    const int fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0) throw IoError("cannot open '" + log + "': " + errno_text(errno));
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string omp = "OMP_NUM_THREADS=" + std::to_string(threads_);
-    std::vector<std::string> env_s{omp};
-    for (char** e = environ; *e; ++e)
-      if (std::string(*e).rfind("OMP_NUM_THREADS=", 0) != 0) env_s.push_back(*e);
-    std::vector<char*> envp;
-    for (auto& e : env_s) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    const pid_t parent = getpid();
-    const pid_t pid = fork();
-    if (pid < 0) throw IoError("cannot start a run: fork: " + errno_text(errno));
-    if (pid == 0) {
-      setpgid(0, 0);                          // a terminal's ^C reaches the sweep only
-      prctl(PR_SET_PDEATHSIG, SIGTERM);       // a killed sweep stops its runs cleanly
-      if (getppid() != parent) _exit(130);
-      signal(SIGINT, SIG_DFL);
-      signal(SIGTERM, SIG_DFL);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      execve(argv[0], argv.data(), envp.data());
-      _exit(127);
-    }
-    ::close(fd);
+    const pid_t pid = start_sweep_run(sweep_train_args(req_.binary, dir_of(i), r, p.kind), p.kind,
+                                      (fs::path(req_.spec.out) / log_of(i)).string(), threads_);
     jobs_.push_back({i, pid, Clock::now()});
     ++rows_[i].attempts;
     rows_[i].status = "running";
@@ -365,7 +346,7 @@ class Sweep {
     ManifestRow& m = rows_[j.run];
     m.exit_code = code;
     m.wall_s += wall;
-    m.status = status_for_exit(code);
+    m.status = sweep_status_for_exit(code);
     ++ended_;
     if (m.status == "finished") {
       ++result_.finished;
@@ -378,7 +359,7 @@ class Sweep {
     } else {
       ++result_.failed;
     }
-    std::string detail = m.status == "finished" ? outcome_of(dir_of(j.run))
+    std::string detail = m.status == "finished" ? sweep_run_outcome(dir_of(j.run))
                          : m.status == "failed" ? "exit " + std::to_string(code) + ", see " + req_.spec.out + "/" + m.log
                                                 : "exit " + std::to_string(code);
     const int left = todo_ - ended_;
@@ -391,23 +372,7 @@ class Sweep {
     write_manifest();
   }
 
-  void write_manifest() {
-    std::ostringstream o;
-    o << "name\tconfiguration\tseed\tstatus\texit_code\tattempts\twall_s\tlog";
-    for (const auto& k : varied_) o << "\t" << k;
-    o << "\n";
-    for (const auto& m : rows_) {
-      char wall[32];
-      std::snprintf(wall, sizeof wall, "%.1f", m.wall_s);
-      o << m.name << "\t" << m.configuration << "\t" << m.seed << "\t" << m.status << "\t"
-        << (m.exit_code < 0 ? std::string("-") : std::to_string(m.exit_code)) << "\t" << m.attempts << "\t" << wall
-        << "\t" << m.log;
-      for (const auto& k : varied_) o << "\t" << (m.varied.count(k) ? m.varied.at(k) : "-");
-      o << "\n";
-    }
-    const std::string s = o.str();
-    replace_file(sweep_manifest_path(req_.spec.out), s.data(), s.size());
-  }
+  void write_manifest() { write_sweep_manifest(req_.spec.out, varied_, rows_); }
 
   void print_summary() {
     std::printf("sweep %s: %d of %zu runs finished, %d diverged, %d failed, %d interrupted, %d busy%s\n"
@@ -420,7 +385,6 @@ class Sweep {
   const SweepRequest& req_;
   std::vector<std::string> varied_;
   std::vector<std::map<std::string, std::string>> resolved_;
-  std::map<std::string, ManifestRow> previous_;
   std::vector<ManifestRow> rows_;
   std::vector<Plan> plans_;
   std::vector<size_t> queue_;
@@ -493,6 +457,72 @@ std::vector<ManifestRow> read_sweep_manifest(const std::string& sweep_dir) {
     if (!m.name.empty()) out.push_back(m);
   }
   return out;
+}
+
+std::vector<std::string> sweep_varied_options(const SweepSpec& spec) {
+  std::vector<std::string> out;
+  for (const auto& a : spec.axes) out.push_back(a.option);
+  std::set<std::string> seen(out.begin(), out.end());
+  for (const auto& c : spec.configurations)
+    for (const auto& [k, v] : c.options)
+      if (seen.insert(k).second) out.push_back(k);
+  return out;
+}
+
+std::vector<ManifestRow> sweep_manifest_rows(const SweepSpec& spec, const std::vector<SweepRun>& runs) {
+  std::map<std::string, ManifestRow> previous;
+  for (auto& row : read_sweep_manifest(spec.out)) previous[row.name] = row;
+  const auto varied = sweep_varied_options(spec);
+  std::vector<ManifestRow> rows(runs.size());
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto& r = runs[i];
+    ManifestRow& m = rows[i];
+    if (auto it = previous.find(r.name); it != previous.end()) m = it->second;
+    m.name = r.name;
+    m.configuration = r.configuration;
+    m.seed = r.seed;
+    m.log = sweep_run_log(r);
+    m.varied.clear();
+    for (const auto& k : varied) m.varied[k] = r.options.count(k) ? r.options.at(k) : "-";
+  }
+  return rows;
+}
+
+void write_sweep_manifest(const std::string& sweep_dir, const std::vector<std::string>& varied,
+                          const std::vector<ManifestRow>& rows) {
+  std::ostringstream o;
+  o << "name\tconfiguration\tseed\tstatus\texit_code\tattempts\twall_s\tlog";
+  for (const auto& k : varied) o << "\t" << k;
+  o << "\n";
+  for (const auto& m : rows) {
+    char wall[32];
+    std::snprintf(wall, sizeof wall, "%.1f", m.wall_s);
+    o << m.name << "\t" << m.configuration << "\t" << m.seed << "\t" << m.status << "\t"
+      << (m.exit_code < 0 ? std::string("-") : std::to_string(m.exit_code)) << "\t" << m.attempts << "\t" << wall
+      << "\t" << m.log;
+    for (const auto& k : varied) o << "\t" << (m.varied.count(k) ? m.varied.at(k) : "-");
+    o << "\n";
+  }
+  const std::string s = o.str();
+  replace_file(sweep_manifest_path(sweep_dir), s.data(), s.size());
+}
+
+std::vector<std::map<std::string, std::string>> validate_sweep_runs(const SweepRequest& req) {
+  std::vector<std::map<std::string, std::string>> resolved;
+  std::string errors;
+  int bad = 0;
+  for (const auto& r : req.runs) {
+    try {
+      resolved.push_back(req.validate(r));
+    } catch (const InputError& e) {
+      resolved.emplace_back();
+      if (++bad <= 20) errors += "\n  run '" + r.name + "': " + e.what();
+    }
+  }
+  if (bad > 0)
+    throw InputError(std::to_string(bad) + " of " + std::to_string(req.runs.size()) +
+                     " runs of the sweep are invalid (nothing was run):" + errors);
+  return resolved;
 }
 
 SweepResult run_sweep(const SweepRequest& req) { return Sweep(req).run(); }

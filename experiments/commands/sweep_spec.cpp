@@ -179,6 +179,8 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& file) {
           if (a.option == key) throw InputError(where + ": sweep axis '" + key + "' is given twice");
         add_axis(spec, key, value, where);
       }
+    } else if (section == "slurm") {
+      if (!spec.slurm.emplace(key, value).second) throw InputError(where + ": slurm." + key + " is set twice");
     } else if (starts_with(section, "configuration ")) {
       if (key.find('.') == std::string::npos)
         throw InputError(where + ": '" + key + "'; expected a full option name such as mta.kq_post");
@@ -296,6 +298,8 @@ std::string sweep_spec_text(const SweepSpec& spec) {
       o << (i ? ", " : " ") << (a.values[i].find(',') != std::string::npos ? "\"" + a.values[i] + "\"" : a.values[i]);
     o << "\n";
   }
+  if (!spec.slurm.empty()) o << "\n[slurm]\n";
+  for (const auto& [k, v] : spec.slurm) o << k << " = " << v << "\n";
   for (const auto& c : spec.configurations) {
     o << "\n[configuration " << c.name << "]\n";
     for (const auto& [k, v] : c.options) o << k << " = " << v << "\n";

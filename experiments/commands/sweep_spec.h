@@ -11,6 +11,9 @@
 //   [configuration kq-pre]       # a named set of options; the grid runs under each
 //   mta.kq_post = false
 //
+//   [slurm]                      # settings for `mtalab sweep --launcher slurm` (sweep_slurm.h)
+//   time = 04:00:00              #   only; the command line's --slurm.time wins
+//
 // Each run is named for what varies: "attention=mta,cq=4,seed=1", or with configurations
 // "kq-pre,cq=4,seed=1" (a key is its last component unless two varied keys share it).
 #pragma once
@@ -39,6 +42,7 @@ struct SweepSpec {
   std::map<std::string, std::string> base;
   std::vector<SweepAxis> axes;  // the seed axis, if any, is last
   std::vector<SweepConfiguration> configurations;
+  std::map<std::string, std::string> slurm;  // [slurm] key = value, checked by the Slurm launcher
 };
 
 struct SweepRun {

@@ -40,7 +40,7 @@ struct ProcResult {
 };
 
 struct SpawnOptions {
-  std::vector<std::string> env;  // extra NAME=value entries
+  std::vector<std::string> env;  // NAME=value entries, added or replacing the inherited ones
   long address_space = 0;        // RLIMIT_AS in bytes (0: unlimited)
 };
 
@@ -59,8 +59,16 @@ class Child {
     for (auto& a : argv_s) argv.push_back(a.data());
     argv.push_back(nullptr);
     std::vector<std::string> env_s{"OMP_NUM_THREADS=1"};
+    auto replaced = [&](const std::string& e) {
+      for (const auto& x : o.env) {
+        const auto eq = x.find('=');
+        if (eq != std::string::npos && e.compare(0, eq + 1, x, 0, eq + 1) == 0) return true;
+      }
+      return false;
+    };
     for (char** e = environ; *e; ++e)
-      if (std::string(*e).rfind("OMP_NUM_THREADS=", 0) != 0 && std::string(*e).rfind("MTALAB_FAULT=", 0) != 0)
+      if (std::string(*e).rfind("OMP_NUM_THREADS=", 0) != 0 && std::string(*e).rfind("MTALAB_FAULT=", 0) != 0 &&
+          !replaced(*e))
         env_s.emplace_back(*e);
     env_s.insert(env_s.end(), o.env.begin(), o.env.end());
     std::vector<char*> envp;

@@ -1,6 +1,8 @@
 // Sweeps: the file format and its expansion into runs, and `mtalab sweep` / `mtalab report`
 // as a researcher uses them: N runs at once, seeds grouped as mean ± std, killed and
-// relaunched without redoing finished runs, failures reported without stopping the rest.
+// relaunched without redoing finished runs, failures reported without stopping the rest; the
+// Slurm launcher's settings, batch script and refusal without Slurm (tests/slurm/ runs it on
+// a real cluster).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include "autograd/errors.h"
 #include "experiments/run/run_log.h"
 #include "experiments/commands/sweep.h"
+#include "experiments/commands/sweep_slurm.h"
 #include "experiments/commands/sweep_spec.h"
 #include "process_util.h"
 
@@ -46,15 +49,7 @@ struct Dir : TempDir {
   explicit Dir(const std::string& tag) : TempDir("sweep_" + tag) {}
   ProcResult run(const std::string& args) const { return run_mtalab(path, args); }
   std::unique_ptr<Child> start(const std::string& args) const { return std::make_unique<Child>(path, split_words(args)); }
-  void write(const std::string& name, const std::string& text) const { std::ofstream(path / name) << text; }
-  std::string read(const std::string& name) const { return bytes_of((path / name).string()); }
 };
-
-int count_of(const std::string& s, const std::string& needle) {
-  int n = 0;
-  for (size_t p = s.find(needle); p != std::string::npos; p = s.find(needle, p + 1)) ++n;
-  return n;
-}
 
 std::map<std::string, std::string> manifest_status(const fs::path& out) {
   std::map<std::string, std::string> m;
@@ -250,4 +245,75 @@ TEST_CASE("sweep: killed and relaunched, it resumes the interrupted run and keep
   CHECK(bytes_of(second_log.string()).find("== resume") != std::string::npos);
   for (const auto& [name, status] : manifest_status(d.path / "out")) CHECK(status == "finished");
   CHECK(RunLog::open_read((d.path / "out/lr=0.002/run.h5").string()).finals().at("steps") == 2000);
+}
+
+// --- the Slurm launcher without a cluster (tests/slurm/ runs it against a real one) ------
+
+TEST_CASE("sweep --launcher slurm: settings are checked, and the array list is Slurm's") {
+  CHECK(slurm_array_list({0, 1, 2, 3}) == "0-3");
+  CHECK(slurm_array_list({1, 3, 4, 5, 9}) == "1,3-5,9");
+  CHECK(slurm_array_list({7}) == "7");
+  const SlurmOptions o = slurm_options({{"time", "1-02:00:00"}, {"signal", "300"}, {"parallel", "4"},
+                                        {"extra", "--account=abc  --qos=high"}});
+  CHECK(o.time == "1-02:00:00");
+  CHECK(o.extra == std::vector<std::string>{"--account=abc", "--qos=high"});
+  CHECK(o.requeues == 3);
+  check_throws_with([] { slurm_options({{"time", "2h"}}); }, "slurm.time = '2h'; expected a time limit");
+  check_throws_with([] { slurm_options({{"time", "01:00"}, {"signal", "60"}}); }, "expected fewer seconds than the limit");
+  check_throws_with([] { slurm_options({{"parallel", "0"}}); }, "slurm.parallel = '0'; expected an integer in [1,");
+  check_throws_with([] { slurm_options({{"partition", "a b"}}); }, "expected a partition name (one word)");
+  check_throws_with([] { slurm_options({{"extra", "account=abc"}}); }, "expected sbatch options such as --account=abc");
+  check_throws_with([] { slurm_options({{"gpu", "1"}}); }, "unknown Slurm setting 'gpu'; expected one of partition,");
+  // A [slurm] section is the launcher's, not a train option, and survives the sweep as run.
+  const SweepSpec s = parse_sweep_spec("[sweep]\nout = o\nseeds = 2\n[slurm]\ntime = 04:00:00\n", "f.ini");
+  CHECK(s.slurm == std::map<std::string, std::string>{{"time", "04:00:00"}});
+  CHECK(s.base.empty());
+  CHECK(parse_sweep_spec(sweep_spec_text(s), "").slurm == s.slurm);
+}
+
+TEST_CASE("sweep --launcher slurm --dry-run: the batch script and its array, without Slurm, nothing written") {
+  Dir d("slurm_dry");
+  d.write("s.ini", kTinyIni + "[train]\nsteps = 4\nthreads = 1\n[sweep]\nout = out\nmodel.attention = softmax, mta\n"
+                              "mta.kq_layers = all\nseeds = 2\n[slurm]\ntime = 04:00:00\npartition = cpu\n");
+  SpawnOptions no_slurm;
+  no_slurm.env.push_back("PATH=/nonexistent");
+  const ProcResult r = run_mtalab(d.path,
+                                  split_words("sweep s.ini --launcher slurm --dry-run --slurm.parallel 2 --slurm.gpus 1 "
+                                              "--slurm.partition gpu --slurm.ntasks 2 --slurm.mem 8G"),
+                                  no_slurm);
+  CAPTURE(r.out);
+  CAPTURE(r.err);
+  REQUIRE(r.code == 0);
+  CHECK(count_of(r.out, "would start") == 4);
+  CHECK(r.out.find("would submit: sbatch --array=0-3%2 out/slurm/sweep.sbatch") != std::string::npos);
+  for (const char* line : {"#SBATCH --time=04:00:00\n", "#SBATCH --partition=gpu\n", "#SBATCH --gpus-per-task=1\n",
+                           "#SBATCH --signal=B:USR1@120\n", "#SBATCH --requeue\n", "#SBATCH --open-mode=append\n",
+                           "#SBATCH --ntasks=2\n", "#SBATCH --cpus-per-task=1\n", "#SBATCH --mem=8G\n"})
+    CHECK_MESSAGE(r.out.find(line) != std::string::npos, line);
+  CHECK(r.out.find("#SBATCH --output=" + (d.path / "out/slurm/%A_%a.out").string() + "\n") != std::string::npos);
+  CHECK(r.out.find("sweep-task --sweep '" + (d.path / "out/sweep.ini").string() + "' --requeues 3 --launch 'srun --mpi=pmix'\n") !=
+        std::string::npos);
+  CHECK(!fs::exists(d.path / "out"));
+}
+
+TEST_CASE("sweep --launcher slurm without Slurm: one clear line, exit 2, nothing written") {
+  Dir d("slurm_absent");
+  d.write("s.ini", kTinyIni + "[train]\nsteps = 4\n[sweep]\nout = out\nseeds = 2\n");
+  SpawnOptions no_slurm;
+  no_slurm.env.push_back("PATH=/nonexistent");
+  const ProcResult r = run_mtalab(d.path, split_words("sweep s.ini --launcher slurm"), no_slurm);
+  CAPTURE(r.err);
+  CHECK(r.code == 2);
+  CHECK(count_of(r.err, "\n") == 1);
+  CHECK(r.err.find("--launcher slurm: sbatch, squeue, scontrol not found on PATH") != std::string::npos);
+  CHECK(r.out.empty());
+  CHECK(!fs::exists(d.path / "out"));
+  // Settings that are not the local launcher's, and a launcher that does not exist.
+  CHECK(d.run("sweep s.ini --slurm.time 10").err.find("--slurm.time is for --launcher slurm") != std::string::npos);
+  CHECK(d.run("sweep s.ini --launcher slurm --jobs 2").err.find("--jobs is for the local launcher") != std::string::npos);
+  CHECK(d.run("sweep s.ini --launcher pbs").err.find("--launcher 'pbs'; expected local or slurm") != std::string::npos);
+  d.write("typo.ini", kTinyIni + "[sweep]\nout = out\n[slurm]\ngpu = 1\n");
+  CHECK(d.run("sweep typo.ini").err.find("unknown Slurm setting 'gpu'") != std::string::npos);
+  CHECK(d.run("sweep-task --sweep s.ini").err.find("SLURM_ARRAY_TASK_ID") != std::string::npos);
+  CHECK(!fs::exists(d.path / "out"));
 }
