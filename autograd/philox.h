@@ -17,13 +17,7 @@
 #include <cstdint>
 #include <cstring>
 
-#ifndef MTALAB_HD
-#ifdef __CUDACC__
-#define MTALAB_HD __host__ __device__
-#else
-#define MTALAB_HD
-#endif
-#endif
+#include "autograd/host_device.h"
 
 namespace mtalab {
 namespace philox {
