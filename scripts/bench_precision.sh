@@ -17,7 +17,7 @@ scripts/setup.sh >/dev/null
 BUILD_DIR=$BUILD_DIR scripts/build.sh --target bench_precision >/dev/null
 {
   echo "# scripts/bench_precision.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), device $DEVICE, median of $STEPS steps each"
-  echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc --all) CPUs)"
+  echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc --all) CPUs); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   for threads in 1 2; do
     for att in softmax mta; do
       echo "## OMP_NUM_THREADS=$threads $att toy: d=128 layers=4 heads=2 T=64 B=32"
@@ -28,4 +28,5 @@ BUILD_DIR=$BUILD_DIR scripts/build.sh --target bench_precision >/dev/null
         --heads 4 --seq 256 --batch 8 --steps "$STEPS"
     done
   done
+  echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg) (the two precisions alternate step by step, so load slows both alike)"
 } | tee ${SAVE:+"$SAVE"}
