@@ -130,6 +130,10 @@ struct AttentionVariant {
   // when it does not. A variant that computes its own maps says fused = false.
   bool fused = false;
   double maps_per_head = 3;  // scores, probabilities, the dropout mask
+  // Why, with these options, it does not compute softmax attention at initialisation ("" when
+  // it does). A retrofit (--init-from a softmax checkpoint) says so: its model then does not
+  // start where the checkpoint stopped. Unset: softmax itself, or not known.
+  std::function<std::string(const OptionValues&)> differs_from_softmax_at_init;
 };
 
 class AttentionRegistry {

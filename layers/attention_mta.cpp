@@ -235,6 +235,22 @@ std::string mta_describe_model(const AttentionConfig& c, const OptionValues& a) 
          " puts MTA's key-query convolution in 0-based layers: " + (list.empty() ? "none" : list);
 }
 
+// What keeps an MTA layer from being softmax attention at initialisation: its kernels at
+// identity are (layers/mta_init.h: kq-conv is Mask_0, head mixing the identity), but group
+// norm RMS-normalises each head's output (softmax's output has no unit RMS) and the gate
+// starts at σ(0) = ½, halving every head's output.
+std::string mta_differs_from_softmax(const OptionValues& a) {
+  std::string r;
+  auto add = [&](const std::string& s) { r += (r.empty() ? "" : "; ") + s; };
+  const bool kernels = a.get_bool("kq_pre") || a.get_bool("kq_post") || a.get_bool("head_mix_pre") ||
+                       a.get_bool("head_mix_post");
+  if (kernels && a.get_string("init") != "identity")
+    add("--mta.init=" + a.get_string("init") + " starts the kernels away from the identity");
+  if (a.get_bool("group_norm")) add("--mta.group_norm RMS-normalises each head's output");
+  if (a.get_bool("gate")) add("--mta.gate starts at sigmoid(0) = 1/2, halving each head's output");
+  return r;
+}
+
 // Defaults: the paper's language-model setting (§4.2): 6×11 kq-conv before and after
 // softmax in every 4th layer (0-based 2, 6, 10, ..., as the reference code places it),
 // head mixing before and after softmax over all heads in every layer, group norm with
@@ -269,6 +285,7 @@ AttentionVariant mta_variant() {
   v.idle_options = mta_idle_options;
   v.check_model = mta_check_model;
   v.describe_model = mta_describe_model;
+  v.differs_from_softmax_at_init = mta_differs_from_softmax;
   v.fused = true;
   v.maps_per_head = 7;  // scores, convolved, mixed, probabilities, convolved, mixed, dropout mask
   return v;
@@ -285,6 +302,7 @@ AttentionVariant talking_heads_variant() {
                        o.ch = 0;
                        return std::make_shared<MtaAttention>(c, o, "talking_heads");
                      }};
+  v.differs_from_softmax_at_init = [](const OptionValues&) { return std::string(); };  // mixing at identity
   v.fused = true;
   v.maps_per_head = 5;  // scores, mixed, probabilities, mixed, dropout mask
   return v;

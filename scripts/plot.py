@@ -13,6 +13,7 @@ every run's row); this script reads those two files and each run.h5 and draws:
                            mixing) as heatmaps over the evaluation steps
   needle_<config>.png      the needle task's accuracy over its length x depth grid at the last
                            evaluation, the mean over the configuration's runs (task needle)
+  babilong_<config>.png    the same for the babilong task's bAbI task x distraction grid
   index.html               the report table and every figure, self-contained but for the PNGs
 
 Needs Debian's python3-matplotlib and python3-h5py (scripts/setup.sh installs them).
@@ -190,29 +191,40 @@ def plot_kernels(config, d, out, max_steps=5, max_rows=12):
     return name
 
 
-def plot_grid(config, ds, name, out):
-    """Accuracy by length (rows) x depth (columns), mean over runs, at the last evaluation."""
+# The tasks' evaluation grids (/eval_grids/<name>): figure stem, row and column axes, their
+# labels and the page's caption. One list: plot_grid and main read it.
+GRIDS = [
+    ("needle_accuracy", "needle", "length", "depth", "length (bytes)", "depth of the asked needle",
+     "Needle accuracy by length and depth", lambda x: f"{int(x)}"),
+    ("babilong_accuracy", "babilong", "qa", "distraction", "bAbI task", "distraction (bytes of haystack)",
+     "BabiLong accuracy by task and distraction", lambda x: f"QA{int(x)}"),
+]
+
+
+def plot_grid(config, ds, grid, out):
+    """Accuracy over a task's grid (rows x columns), mean over runs, at the last evaluation."""
+    name, stem, row_axis, col_axis, row_label, col_label, _, row_fmt = grid
     finals = [d["grids"][name][0][-1] for d in ds]
     shapes = {a.shape for a in finals}
     if len(shapes) != 1:
         return None
     acc = np.mean(finals, axis=0)
     _, steps, axes = ds[0]["grids"][name]
-    lengths, depths = axes.get("length", np.arange(acc.shape[0])), axes.get("depth", np.arange(acc.shape[1]))
-    fig, ax = plt.subplots(figsize=(1.1 * len(depths) + 2.5, 0.6 * len(lengths) + 1.8))
+    rows, cols = axes.get(row_axis, np.arange(acc.shape[0])), axes.get(col_axis, np.arange(acc.shape[1]))
+    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2.5, 0.6 * len(rows) + 1.8))
     im = ax.imshow(acc, cmap="viridis", vmin=0, vmax=1, aspect="auto", origin="lower")
     for i in range(acc.shape[0]):
         for j in range(acc.shape[1]):
             ax.text(j, i, f"{acc[i, j]:.2f}", ha="center", va="center", color="w" if acc[i, j] < 0.6 else "k", fontsize=9)
-    ax.set_xticks(range(len(depths)), [f"{x:g}" for x in depths])
-    ax.set_yticks(range(len(lengths)), [f"{int(x)}" for x in lengths])
-    ax.set_xlabel("depth of the asked needle")
-    ax.set_ylabel("length (bytes)")
+    ax.set_xticks(range(len(cols)), [f"{x:g}" for x in cols])
+    ax.set_yticks(range(len(rows)), [row_fmt(x) for x in rows])
+    ax.set_xlabel(col_label)
+    ax.set_ylabel(row_label)
     fig.colorbar(im, ax=ax, label="exact-match accuracy")
-    ax.set_title(f"{config}: needle accuracy at step {int(steps[-1])} ({len(ds)} run{'s' if len(ds) > 1 else ''})",
+    ax.set_title(f"{config}: {stem} accuracy at step {int(steps[-1])} ({len(ds)} run{'s' if len(ds) > 1 else ''})",
                  fontsize=10)
     fig.tight_layout()
-    fname = f"needle_{safe_name(config)}.png"
+    fname = f"{stem}_{safe_name(config)}.png"
     fig.savefig(os.path.join(out, fname), dpi=80)
     plt.close(fig)
     return fname
@@ -268,11 +280,12 @@ def main():
             name = plot_kernels(config, d, out)
             if name:
                 figures.append((f"Learned kernels: {config}", name))
-        ds = [data[l] for l in logs if data[l] and "needle_accuracy" in data[l]["grids"]]
-        if ds:
-            name = plot_grid(config, ds, "needle_accuracy", out)
-            if name:
-                figures.append((f"Needle accuracy by length and depth: {config}", name))
+        for grid in GRIDS:
+            ds = [data[l] for l in logs if data[l] and grid[0] in data[l]["grids"]]
+            if ds:
+                name = plot_grid(config, ds, grid, out)
+                if name:
+                    figures.append((f"{grid[6]}: {config}", name))
     title = html.escape(sys.argv[2] if len(sys.argv) > 2 else "mtalab runs")
     body = [f"<h1>{title}</h1>", report_html(out)]
     for caption, name in figures:

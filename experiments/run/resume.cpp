@@ -149,6 +149,37 @@ void load_parameters(const CheckpointData& ck, const NamedParams& params, const 
   }
 }
 
+InitFromReport load_shared_parameters(const CheckpointData& ck, const NamedParams& params, const std::string& file) {
+  InitFromReport r;
+  NamedParams shared;
+  std::set<std::string> names;
+  for (auto& [name, t] : params) {
+    names.insert(name);
+    auto it = ck.params.find(name);
+    if (it == ck.params.end()) {
+      r.kept.push_back(name);
+      continue;
+    }
+    if (it->second.shape != t.shape())
+      throw InputError("checkpoint '" + file + "': parameter '" + name + "' has shape " + shape_str(it->second.shape) +
+                       ", the model expects " + shape_str(t.shape()) +
+                       " (--init-from copies the parameters both have; one of the same name must have the same shape)");
+    shared.emplace_back(name, t);
+    r.copied.push_back(name);
+  }
+  for (auto& [name, t] : ck.params)
+    if (!names.count(name)) r.unused.push_back(name);
+  if (shared.empty())
+    throw InputError("checkpoint '" + file + "': none of its " + std::to_string(ck.params.size()) +
+                     " parameters is one of this model's; expected a checkpoint of a model with the same layers");
+  std::map<std::string, CheckpointTensor> subset;
+  for (auto& [name, t] : shared) subset[name] = ck.params.at(name);
+  CheckpointData part;
+  part.params = std::move(subset);
+  load_parameters(part, shared, file);  // the finiteness checks, then the copies
+  return r;
+}
+
 int64_t state_int(const CheckpointData& ck, const std::string& name, const std::string& file, int64_t lo,
                   int64_t hi) {
   auto it = ck.ints.find(name);

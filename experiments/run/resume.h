@@ -53,6 +53,17 @@ void check_tensors(const std::map<std::string, CheckpointTensor>& tensors, const
 // check_tensors on the parameters, then copies them into `params` (on their device).
 void load_parameters(const CheckpointData& ck, const NamedParams& params, const std::string& file);
 
+// --init-from (a retrofit: a checkpoint of one variant into a model of another). Copies every
+// parameter the model and the checkpoint both have; the model's others keep their
+// initialisation (MTA's kernels at identity, ...). InputError naming the parameter when
+// one of the same name has another shape or a non-finite value, or when none is shared.
+struct InitFromReport {
+  std::vector<std::string> copied;  // the model's parameters loaded from the checkpoint
+  std::vector<std::string> kept;    // the model's parameters not in the checkpoint: their init
+  std::vector<std::string> unused;  // the checkpoint's parameters this model does not have
+};
+InitFromReport load_shared_parameters(const CheckpointData& ck, const NamedParams& params, const std::string& file);
+
 // A state integer of a checkpoint, which must lie in [lo, hi]; InputError otherwise,
 // naming the file, the field, its value and the range.
 int64_t state_int(const CheckpointData& ck, const std::string& name, const std::string& file, int64_t lo,

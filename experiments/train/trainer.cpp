@@ -143,6 +143,10 @@ class Training {
     open_log();
     try {
       announce();
+      if (!req_.resume && !req_.init_from.empty()) {
+        announce_init_from();
+        session_start_ = window_start_ = Clock::now();
+      }
       while (step_ < c_.steps) {
         if (stop_due()) return stop_cleanly();
         train_step();
@@ -309,9 +313,39 @@ class Training {
     }
   }
 
+  // A retrofit (the paper's §4.5): the parameters the checkpoint and this model share are
+  // copied, this model's own (MTA's kernels, ...) keep their initialisation.
   void load_init_from() {
     CheckpointData ck = load_checkpoint(req_.init_from);
-    load_parameters(ck, params_, req_.init_from);
+    init_report_ = load_shared_parameters(ck, params_, req_.init_from);
+    const AttentionVariant& v = AttentionRegistry::get(c_.model.attention);
+    if (v.differs_from_softmax_at_init) init_note_ = v.differs_from_softmax_at_init(c_.model.attention_options);
+  }
+
+  // What --init-from did, in the log (init_from.*) and on the console; then the evaluation at
+  // step 0 that shows where the model starts (a retrofit that is softmax at its
+  // initialisation starts at the checkpoint's own evaluation loss).
+  void announce_init_from() {
+    auto join = [](const std::vector<std::string>& v) {
+      std::string r;
+      for (auto& s : v) r += (r.empty() ? "" : ",") + s;
+      return r;
+    };
+    log_->set_attr("init_from", req_.init_from);
+    log_->set_attr("init_from.copied", join(init_report_.copied));
+    log_->set_attr("init_from.kept_init", join(init_report_.kept));
+    log_->set_attr("init_from.unused", join(init_report_.unused));
+    log_->set_attr("init_from.not_softmax_at_init", init_note_);
+    out_.line(fmt("init-from %s: copied %zu parameters, %zu keep their initialisation%s%s", req_.init_from.c_str(),
+                  init_report_.copied.size(), init_report_.kept.size(), init_report_.kept.empty() ? "" : ": ",
+                  join(init_report_.kept).c_str()));
+    if (!init_report_.unused.empty())
+      out_.line(fmt("init-from: %zu parameters of the checkpoint are not in this model: %s", init_report_.unused.size(),
+                    join(init_report_.unused).c_str()));
+    if (!init_note_.empty())
+      out_.line("init-from: note: this model is not softmax attention at initialisation (" + init_note_ +
+                "), so it does not start at the checkpoint's loss; see the step 0 evaluation");
+    evaluate();
   }
 
   // A new log (replacing the old run whole on --overwrite) or the resumed one.
@@ -638,6 +672,8 @@ class Training {
 
   const RunRequest& req_;
   const TrainConfig& c_;
+  InitFromReport init_report_;
+  std::string init_note_;
   RunFiles files_;
   Console out_;
   const Clock::time_point start_ = Clock::now();

@@ -35,9 +35,9 @@ const std::string kNeedle =
 TEST_CASE("tasks: the registry lists every task, and the options take effect only with their task") {
   std::set<std::string> names;
   for (const TaskSpec* t : TaskRegistry::list()) names.insert(t->name);
-  CHECK(names == std::set<std::string>{"find_block", "needle", "text"});
+  CHECK(names == std::set<std::string>{"babilong", "find_block", "needle", "text"});
   CHECK_THROWS_WITH_AS(TaskRegistry::get("haystack"),
-                       doctest::Contains("unknown data.task 'haystack' (expected one of: find_block, needle, text)"),
+                       doctest::Contains("unknown data.task 'haystack' (expected one of: babilong, find_block, needle, text)"),
                        InputError);
   TempDir d("tasks");
   write_haystack(d.path / "hay.txt");
@@ -81,4 +81,45 @@ TEST_CASE("tasks: the needle task logs its accuracy grid at every evaluation, an
   CHECK(h >= 150);
   CHECK(colours(d.path / "plots/needle_r.png") > 16);  // drawn, not blank
   CHECK(bytes_of((d.path / "plots/index.html").string()).find("needle_r.png") != std::string::npos);
+}
+
+TEST_CASE("tasks: the babilong task trains, logs its task x distraction grid, and plot draws it") {
+  TempDir d("babilong");
+  write_haystack(d.path / "hay.txt");
+  const std::string base =
+      " --data.task babilong --data.path hay.txt --task.facts 4 --task.context 320 --task.per_cell 3 --model.d_model 16 --model.n_layers 2 --model.n_heads 2"
+      " --train.batch_size 2 --train.eval_batch_size 2 --train.steps 4 --train.eval_every 2 --train.log_every 1 --quiet";
+  const std::string opts = base + " --task.qa 1,4,5 --task.distractions 0,64";
+  const ProcResult r = run_mtalab(d.path, "train --run.out r --model.attention mta --mta.kq_layers all" + opts);
+  CAPTURE(r.err);
+  REQUIRE(r.code == 0);
+  RunLog log = RunLog::open_read(d.path / "r/run.h5");
+  CHECK(log.snapshot_steps("eval_grids", "babilong_accuracy") == std::vector<int64_t>{2, 4});
+  const LoggedArray grid = log.read_array("/eval_grids/babilong_accuracy");
+  CHECK(grid.shape == std::vector<int64_t>{2, 3, 2});
+  for (double a : grid.values) CHECK((a >= 0 && a <= 1));
+  CHECK(log.read_array("/eval_grids/babilong_accuracy_qa").values == std::vector<double>{1, 4, 5});
+  CHECK(log.read_array("/eval_grids/babilong_accuracy_distraction").values == std::vector<double>{0, 64});
+  double mean = 0;
+  for (size_t i = 6; i < 12; ++i) mean += grid.values[i] / 6;
+  CHECK(log.finals().at("error_rate") == doctest::Approx(1 - mean));
+  const ProcResult p = run_mtalab(d.path, "plot r --out plots");
+  CAPTURE(p.err);
+  REQUIRE(p.code == 0);
+  const auto [w, h] = png_size(bytes_of((d.path / "plots/babilong_r.png").string()));
+  CHECK(w >= 300);
+  CHECK(h >= 150);
+  CHECK(colours(d.path / "plots/babilong_r.png") > 16);
+  CHECK(bytes_of((d.path / "plots/index.html").string()).find("babilong_r.png") != std::string::npos);
+  // Bad options exit 2 naming them, before anything is written.
+  const ProcResult far = run_mtalab(d.path, "train --run.out bad" + base + " --task.distractions 0,4000");
+  CHECK(far.code == 2);
+  CHECK(far.err.find("option --task.distractions: 4000 bytes of haystack") != std::string::npos);
+  const ProcResult qa = run_mtalab(d.path, "train --run.out bad" + base + " --task.qa 1,7");
+  CHECK(qa.code == 2);
+  CHECK(qa.err.find("option --task.qa: 7 is not a bAbI task") != std::string::npos);
+  const ProcResult neg = run_mtalab(d.path, "train --run.out bad" + base + " --task.distractions 0,-5");
+  CHECK(neg.code == 2);
+  CHECK(neg.err.find("option --task.distractions: '-5' is not a number of bytes") != std::string::npos);
+  CHECK_FALSE(fs::exists(d.path / "bad"));
 }
