@@ -504,6 +504,7 @@ class Training {
   // (dist/ordered_sum.h), and each micro-batch's dropout stream starts at a counter fixed by
   // its global index: N ranks give the bits of one process with grad_accum N x grad_accum.
   void train_step() {
+    fault::at("train_step");
     const auto t_step = Clock::now();
     const double lr = learning_rate(c_.schedule, step_);
     const int64_t global = c_.grad_accum * world_, first = c_.grad_accum * rank_;
