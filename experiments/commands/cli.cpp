@@ -26,6 +26,7 @@
 #include "experiments/run/stop_signal.h"
 #include "experiments/commands/sweep.h"
 #include "experiments/commands/sweep_slurm.h"
+#include "experiments/dist/communicator.h"
 #include "experiments/tasks/train_data.h"
 #include "experiments/train/trainer.h"
 #include "layers/attention.h"
@@ -38,7 +39,8 @@ namespace {
 const char* kExitCodes =
     "exit codes: 0 done, 1 internal error, 2 bad input (nothing written), 3 training diverged,\n"
     "  4 I/O failure (a file could not be written; the message says what the files on disk hold),\n"
-    "  5 out of memory, 130 stopped by a signal\n";
+    "  5 out of memory, 6 another rank died or did not answer within --train.dist_timeout (mpirun/srun),\n"
+    "  130 stopped by a signal\n";
 
 const char* kUsageFooter =
     "`mtalab <command> --help` lists a command's options. Options come from the command line and\n"
@@ -214,8 +216,15 @@ void print_help(const char* cmd, const po::options_description& flags, const std
             << kExitCodes;
 }
 
+// MPI_Finalize when cmd_train leaves, unless an exchange failed (dist/communicator.h).
+struct DistSession {
+  DistSession() { dist::init_from_environment(); }
+  ~DistSession() { dist::finalize(); }
+};
+
 int cmd_train(int argc, char** argv) {
   install_stop_handlers();  // first: a signal during startup is honoured, not dropped
+  DistSession ranks;        // one rank of several when mpirun/srun started this process
   po::options_description flags("train");
   flags.add_options()("help,h", "show this help")("config", po::value<std::string>(), "INI file of options")(
       "overwrite", "replace the run in run.out (its log and checkpoints)")(
@@ -263,7 +272,7 @@ int cmd_train(int argc, char** argv) {
   for (auto& [k, v] : cl.given) given.insert(k);
   check_options_take_effect(cl.train, cl.variants.at(chosen), given);
   RunSummary s = train(req);
-  std::printf("%s\n", summary_line(s).c_str());
+  if (dist::rank() == 0) std::printf("%s\n", summary_line(s).c_str());
   return s.interrupted ? 130 : 0;
 }
 
@@ -726,6 +735,8 @@ int mtalab_main(int argc, char** argv) {
     return fail(5, "out of memory (an allocation failed; expected a smaller model or batch)");
   } catch (const InterruptedError& e) {
     return fail(130, e.what());
+  } catch (const dist::CommError& e) {
+    return fail(6, e.what());
   } catch (const std::exception& e) {
     return fail(1, std::string("internal error: ") + e.what());
   }

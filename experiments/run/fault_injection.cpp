@@ -14,7 +14,7 @@
 namespace mtalab::fault {
 namespace {
 
-constexpr int kKill = -1, kSigint = -2, kPause = -3;
+constexpr int kKill = -1, kSigint = -2, kPause = -3, kStall = -4;
 
 struct Fault {
   std::string point;
@@ -41,6 +41,7 @@ std::vector<Fault> parse(const char* spec) {
     f.action = action == "kill"     ? kKill
                : action == "sigint" ? kSigint
                : action == "pause"  ? kPause
+               : action == "stall"  ? kStall
                : action == "enospc" ? ENOSPC
                : action == "eio"    ? EIO
                                     : 0;
@@ -73,6 +74,11 @@ int at(const char* point) {
     if (f.action == kSigint) ::raise(SIGINT);
     // Time for a test to send signals; sleep_for resumes after each handler runs.
     if (f.action == kPause) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    // A rank that hangs (another rank's exchange must time out): ten minutes, signals included.
+    if (f.action == kStall) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+      while (std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
     return f.action > 0 ? f.action : 0;
   }
   return 0;

@@ -8,10 +8,12 @@
 //   MTALAB_FAULT="enospc@log_write#2+"  ... and every one after it (a disk that stays full)
 //   MTALAB_FAULT="sigint@startup"       raise SIGINT there (a Ctrl-C during model setup)
 //   MTALAB_FAULT="pause@ckpt_write"     sleep half a second there (time to send signals)
+//   MTALAB_FAULT="stall@train_step#3"   hang there for ten minutes (a rank that stops answering)
 //
 // Several faults are separated by commas. The points: "<name>_write" and "<name>_rename"
 // for each whole-file write (atomic_file.h; names "log" and "ckpt"), and "startup" in the
-// trainer between building the model and touching the run directory. Without MTALAB_FAULT
+// trainer between building the model and touching the run directory, "train_step" at the
+// start of every optimizer step. Without MTALAB_FAULT
 // (always, outside tests) a point costs one branch.
 #pragma once
 

@@ -79,6 +79,10 @@ std::vector<OptionSpec> make_train_option_specs() {
       S::Int("train.checkpoint_every", 0, "also checkpoint every N steps (0: at evaluations and the end)", 0, 1LL << 40),
       S::Int("train.seed", 0, "seed for initialisation, data order and dropout", 0, 1LL << 62),
       S::Int("train.threads", 0, "CPU threads (0: OMP_NUM_THREADS or all cores)", 0, 4096),
+      S::Float("train.dist_timeout", 60.0,
+               "with several ranks (mpirun/srun): seconds any one exchange may wait for another rank before the "
+               "run stops with an error (a rank died or hangs)",
+               0.1, 1e6),
       S::String("attn.impl", "auto",
                 "attention implementation: fused (no T x T maps: FlashAttention-2 for softmax, recomputed row bands "
                 "for MTA), maps (the map ops, the reference) or auto (fused unless dropout on attention "
@@ -150,6 +154,7 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
   c.checkpoint_every = v.get_int("train.checkpoint_every");
   c.seed = (uint64_t)v.get_int("train.seed");
   c.threads = (int)v.get_int("train.threads");
+  c.dist_timeout = v.get_float("train.dist_timeout");
   try {
     c.device = Device::parse(v.get_string("train.device"));
   } catch (const std::invalid_argument&) {

@@ -30,6 +30,7 @@ struct TrainConfig {
   int64_t eval_every = 250, eval_max_batches = 0, eval_batch_size = 64, log_every = 10, checkpoint_every = 0;
   uint64_t seed = 0;
   int threads = 0;
+  double dist_timeout = 60;  // seconds an exchange between ranks may wait (experiments/dist)
   Device device = kCPU;
   // where
   std::string out_dir = "runs/default";

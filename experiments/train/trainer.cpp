@@ -17,6 +17,8 @@
 #include "autograd/errors.h"
 #include "autograd/kernels.h"
 #include "autograd/ops.h"
+#include "experiments/dist/communicator.h"
+#include "experiments/dist/ordered_sum.h"
 #include "experiments/run/atomic_file.h"
 #include "experiments/run/checkpoint_file.h"
 #include "experiments/run/fault_injection.h"
@@ -126,21 +128,35 @@ class Console {
 class Training {
  public:
   explicit Training(const RunRequest& req)
-      : req_(req), c_(req.config), files_(req.config.out_dir), out_(req.quiet, files_.log),
+      : req_(req), c_(req.config), files_(req.config.out_dir), out_(req.quiet || dist::rank() != 0, files_.log),
         dropout_gen_(req.config.seed * 7919ull + 17) {}
 
   RunSummary run() {
-    if (req_.resume) check_resumed_options();
-    build();
+    dist::set_timeout(c_.dist_timeout);
+    std::string error;  // with several ranks, a rank's bad input is every rank's (agree())
+    try {
+      if (req_.resume) check_resumed_options();
+      build();
+    } catch (const InputError& e) {
+      if (world_ == 1) throw;
+      error = e.what();
+    }
+    agree(error, identity(), "the options, data and build of every rank");
     fault::at("startup");
     check_startup_stop("setting up the model");
-    claim_directory();
-    if (req_.resume)
-      restore_checkpoint();
-    else if (!req_.init_from.empty())
-      load_init_from();
+    try {
+      claim_directory();
+      if (req_.resume)
+        restore_checkpoint();
+      else if (!req_.init_from.empty())
+        load_init_from();
+    } catch (const InputError& e) {
+      if (world_ == 1) throw;
+      error = e.what();
+    }
+    agree(error, checkpoint_identity(), "the checkpoint every rank starts from");
     check_startup_stop("checking the run directory");
-    open_log();
+    if (writer()) open_log();
     try {
       announce();
       if (!req_.resume && !req_.init_from.empty()) {
@@ -151,7 +167,10 @@ class Training {
         if (stop_due()) return stop_cleanly();
         train_step();
         const bool eval_now = step_ % c_.eval_every == 0 || step_ == c_.steps;
-        if (step_ % c_.log_every == 0 || step_ == c_.steps) log_row(/*flush=*/!eval_now);
+        if (step_ % c_.log_every == 0 || step_ == c_.steps) {
+          verify_replicas();
+          log_row(/*flush=*/!eval_now);
+        }
         if (eval_now) evaluate();
         if (eval_now || (c_.checkpoint_every > 0 && step_ % c_.checkpoint_every == 0)) checkpoint();
         if (req_.stop_after > 0 && step_ >= req_.stop_after) stop_asked_ = true;
@@ -159,6 +178,8 @@ class Training {
       return finish();
     } catch (const IoError& e) {
       throw IoError(std::string(e.what()) + "; stopped at step " + std::to_string(step_) + ": " + on_disk());
+    } catch (const dist::CommError& e) {
+      throw dist::CommError(std::string(e.what()) + "; stopped at step " + std::to_string(step_) + ": " + on_disk());
     } catch (const std::bad_alloc& e) {
       const std::string what = dynamic_cast<const DeviceOutOfMemory*>(&e) ? std::string(" (") + e.what() + ")" : "";
       throw OutOfMemoryError("out of memory at step " + std::to_string(step_) + what + ": " + on_disk() +
@@ -169,6 +190,84 @@ class Training {
 
  private:
   // --- setup ------------------------------------------------------------------------
+
+  bool writer() const { return rank_ == 0; }  // rank 0 alone writes the log and checkpoints
+
+  // What must be the same on every rank, one "key=value" line each: every resolved option,
+  // the flags, the data files' contents and the build.
+  std::string identity() const {
+    if (world_ == 1) return "";
+    std::string id;
+    for (auto& [k, v] : req_.options) id += "option --" + k + "=" + v + "\n";
+    id += std::string("flag --resume=") + (req_.resume ? "yes" : "no") + "\n";
+    id += std::string("flag --overwrite=") + (req_.overwrite ? "yes" : "no") + "\n";
+    id += "flag --init-from=" + req_.init_from + "\n";
+    for (const std::string& f : {c_.data_path, c_.val_path, req_.init_from})
+      if (!f.empty()) id += "contents of " + f + "=" + dist::file_hash(f) + "\n";
+    id += std::string("mtalab build=") + MTALAB_VERSION + " " + MTALAB_GIT_COMMIT + "\n";
+    return id;
+  }
+
+  std::string checkpoint_identity() const {
+    if (world_ == 1 || !req_.resume) return "";
+    return "contents of " + files_.checkpoint + "=" + dist::file_hash(files_.checkpoint) + "\n";
+  }
+
+  // Every rank's identity against rank 0's, then every rank's error: the same InputError on
+  // every rank (exit 2), before any file is written, when anything differs or failed.
+  void agree(const std::string& error, const std::string& id, const char* what) {
+    if (world_ == 1) return;
+    const auto all = dist::allgather(id + '\0' + error, what);
+    auto lines = [](const std::string& s) {
+      std::map<std::string, std::string> m;
+      size_t at = 0;
+      while (at < s.size()) {
+        const size_t nl = s.find('\n', at), eq = s.find('=', at);
+        m[s.substr(at, eq - at)] = s.substr(eq + 1, nl - eq - 1);
+        at = nl + 1;
+      }
+      return m;
+    };
+    auto split = [](const std::string& s) { return std::make_pair(s.substr(0, s.find('\0')), s.substr(s.find('\0') + 1)); };
+    const auto ref = lines(split(all[0]).first);
+    for (size_t r = 1; r < all.size(); ++r) {
+      auto mine = lines(split(all[r]).first);
+      for (auto& [k, v] : ref) mine.emplace(k, "(absent)");
+      for (auto& [k, v] : mine) {
+        const std::string v0 = ref.count(k) ? ref.at(k) : "(absent)";
+        if (v0 != v)
+          throw InputError("rank " + std::to_string(r) + " was started differently from rank 0: " + k + " is '" + v +
+                           "' there and '" + v0 + "' on rank 0; expected every rank to run the same command on the "
+                           "same files (nothing was written)");
+      }
+    }
+    for (size_t r = 0; r < all.size(); ++r) {
+      const std::string err = split(all[r]).second;
+      if (!err.empty()) throw InputError("rank " + std::to_string(r) + ": " + err);
+    }
+  }
+
+  // Every rank's parameters hash the same (they must: the same sum, the same optimizer);
+  // checked at every logged step. A difference is a bug, reported as an internal error.
+  void verify_replicas() {
+    if (world_ == 1) return;
+    uint64_t h = 1469598103934665603ull;
+    for (auto& [n, p] : params_) {
+      if (p.dtype() == DType::f64) {
+        const auto v = p.to_vector<double>();
+        h = dist::fnv1a(v.data(), v.size() * sizeof(double), h);
+      } else {
+        const auto v = p.to_vector<float>();
+        h = dist::fnv1a(v.data(), v.size() * sizeof(float), h);
+      }
+    }
+    const auto all = dist::allgather(std::to_string(h), "the parameter hashes");
+    for (size_t r = 1; r < all.size(); ++r)
+      if (all[r] != all[0])
+        throw std::runtime_error("the parameters of rank " + std::to_string(r) + " differ from rank 0's after step " +
+                                 std::to_string(step_) + " (hash " + all[r] + " vs " + all[0] + ")");
+    ++replica_checks_;
+  }
 
   // First, from the log alone: a changed model or data option is named before anything
   // else can fail on its consequences (a shape mismatch, a missing data file).
@@ -202,11 +301,14 @@ class Training {
   }
 
   // Takes the directory's lock, then decides from what is there (nobody else can change it).
+  // With several ranks only rank 0 takes the lock and decides; the others only read.
   void claim_directory() {
-    lock_ = RunLock::acquire(c_.out_dir, req_.resume ? "mtalab train --resume" : "mtalab train");
-    remove_stale_temporaries(files_);
+    if (writer()) {
+      lock_ = RunLock::acquire(c_.out_dir, req_.resume ? "mtalab train --resume" : "mtalab train");
+      remove_stale_temporaries(files_);
+    }
     if (!req_.resume) {
-      refuse_existing_run(files_, req_.overwrite);
+      if (writer()) refuse_existing_run(files_, req_.overwrite);
       return;
     }
     std::error_code ec;
@@ -359,6 +461,7 @@ class Training {
         log_->set_attr("run_id", run_id_);
       }
       for (const auto& ch : changes_) log_->record_option_change(ch);
+      record_world();
       if (logged_->status == "finished") log_->clear_final();  // extended: no longer final
     } else {
       run_id_ = new_run_id();
@@ -392,13 +495,25 @@ class Training {
     log_->set_attr("device_name", c_.device.is_cpu() ? "cpu" : cuda_device_name(c_.device.index));
     log_->set_attr("threads", (int64_t)get_num_threads());
     log_->set_attr("seed", (int64_t)c_.seed);
+    record_world();
     log_->set_attr("parameter_count", model_->num_parameters());
     log_->set_attr("metric", data_->metric_name());
   }
 
+  // The ranks of this session (a resumed run records the latest; its global batch is the
+  // same when grad_accum x ranks is).
+  void record_world() {
+    log_->set_attr("world_size", (int64_t)world_);
+    log_->set_attr("launcher", dist::launcher());
+    log_->set_attr("global_batch_size", c_.batch_size * c_.grad_accum * world_);
+  }
+
   void announce() {
-    const std::string where = c_.device.is_cpu() ? std::to_string(get_num_threads()) + " threads"
-                                                 : c_.device.str() + " (" + cuda_device_name(c_.device.index) + ")";
+    std::string where = c_.device.is_cpu() ? std::to_string(get_num_threads()) + " threads"
+                                           : c_.device.str() + " (" + cuda_device_name(c_.device.index) + ")";
+    if (world_ > 1)
+      where = std::to_string(world_) + " ranks x " + where + ", global batch " +
+              std::to_string(c_.batch_size * c_.grad_accum * world_);
     out_.line(fmt("training %s: %lld parameters, %s, %lld steps, %s -> %s", c_.model.attention.c_str(),
                   (long long)model_->num_parameters(), c_.task.c_str(), (long long)c_.steps, where.c_str(),
                   files_.log.c_str()));
@@ -408,23 +523,57 @@ class Training {
 
   // --- the loop's steps -------------------------------------------------------------
 
-  bool stop_due() const { return stop_asked_ || stop_signal() != 0; }
+  // With several ranks a signal counts once every rank knows of it (the step's exchange
+  // carries it): all stop after the same step.
+  bool stop_due() const { return stop_asked_ || (world_ > 1 ? agreed_stop_ != 0 : stop_signal() != 0); }
+  int stopping_signal() const { return world_ > 1 ? agreed_stop_ : stop_signal(); }
 
   // One optimizer step over grad_accum micro-batches; a non-finite loss or gradient is a
   // divergence, reported before the step is applied.
+  //
+  // The global batch is G = grad_accum x ranks micro-batches in one fixed order; rank r
+  // computes micro-batches r*grad_accum .. (r+1)*grad_accum-1 and draws (and skips) the
+  // others, so every rank's data stream stays at the global position. Each micro-batch's
+  // gradient is computed from zero and the G gradients are added in global order
+  // (dist/ordered_sum.h), and each micro-batch's dropout stream starts at a counter fixed by
+  // its global index: N ranks give the bits of one process with grad_accum N x grad_accum.
   void train_step() {
+    fault::at("train_step");
+    const auto t_step = Clock::now();
     const double lr = learning_rate(c_.schedule, step_);
-    model_->zero_grad();
-    double loss_v = 0, step_tokens = 0;
-    for (int64_t micro = 0; micro < c_.grad_accum; ++micro) {
+    const int64_t global = c_.grad_accum * world_, first = c_.grad_accum * rank_;
+    const PhiloxState rng = dropout_gen_.state();
+    std::vector<Tensor> plist;
+    for (auto& [n, p] : params_) plist.push_back(p);
+    dist::StepPart part;
+    double step_tokens = 0;
+    for (int64_t micro = 0; micro < global; ++micro) {
       Batch b = data_->next(c_.batch_size);
-      Tensor loss = cross_entropy(model_->forward(b.inputs, dropout_gen_), b.targets, b.mask);
-      if (c_.grad_accum > 1) loss = div(loss, (double)c_.grad_accum);
-      loss.backward();
-      loss_v += loss.item();
       window_tokens_ += (double)b.inputs.numel();
       step_tokens += (double)b.inputs.numel();
+      if (micro < first || micro >= first + c_.grad_accum) continue;
+      dropout_gen_.set_state({rng.seed, rng.counter + ((uint64_t)micro << 32)});
+      model_->zero_grad();
+      Tensor loss = cross_entropy(model_->forward(b.inputs, dropout_gen_), b.targets, b.mask);
+      if (global > 1) loss = div(loss, (double)global);
+      loss.backward();
+      part.losses.push_back(loss.item());
+      std::vector<Tensor> g;
+      for (const Tensor& p : plist) g.push_back(p.grad());
+      if (rank_ == 0)
+        dist::fold_into(part.fold, g);
+      else
+        part.stash.push_back(std::move(g));
     }
+    dropout_gen_.set_state({rng.seed, rng.counter + ((uint64_t)global << 32)});
+    part.stop = stop_signal();
+    const auto t_reduce = Clock::now();
+    dist::StepTotal total = dist::ordered_sum(std::move(part), plist, step_ + 1);
+    if (world_ > 1) reduce_s_ += seconds_since(t_reduce);
+    agreed_stop_ = total.stop;
+    for (size_t i = 0; i < plist.size(); ++i) plist[i].set_grad(total.grads[i]);
+    double loss_v = 0;
+    for (double l : total.losses) loss_v += l;
     tokens_per_step_ = step_tokens;
     const double gnorm = clip_grad_norm(params_, c_.grad_clip);
     if (!std::isfinite(loss_v) || !std::isfinite(gnorm))
@@ -434,12 +583,18 @@ class Training {
               state_now());
     opt_->step(lr);
     ++step_;
+    step_s_ += seconds_since(t_step);
     last_loss_ = loss_v;
     last_lr_ = lr;
     last_gnorm_ = gnorm;
   }
 
   void log_row(bool flush) {
+    if (!writer()) {
+      window_tokens_ = 0;
+      window_start_ = Clock::now();
+      return;
+    }
     const double dt = seconds_since(window_start_);
     const double tps = dt > 0 ? window_tokens_ / dt : 0;
     const double elapsed = elapsed_before_ + seconds_since(start_);
@@ -471,10 +626,15 @@ class Training {
     if (!large || seconds_since(last_flush_end_) >= 20 * last_flush_seconds_) flush_log();
   }
 
+  // Every rank evaluates (a rank other than 0 would only wait meanwhile); rank 0 logs.
   void evaluate() {
     model_->train(false);
     EvalResult r = data_->evaluate(*model_);
     model_->train(true);
+    if (!writer()) {
+      set_eval(step_, r.loss, r.metric);
+      return;
+    }
     eval_tab_->append_row({(double)step_, r.loss, r.metric});
     for (const EvalGrid& g : r.grids) log_grid(g);
     for (auto& name : model_->kernel_names())
@@ -501,14 +661,14 @@ class Training {
   // checkpoint.h5 of the current step, unless the weights are no longer finite: then the
   // run has diverged and the last good checkpoint stays.
   void checkpoint() {
-    if (flushed_step_ != step_) flush_log();  // the log on disk is never behind the checkpoint
+    if (writer() && flushed_step_ != step_) flush_log();  // the log on disk is never behind the checkpoint
     CheckpointData ck = state_now();
     const std::string bad = first_nonfinite(ck.params);
     if (!bad.empty())
       diverge(step_, "training diverged at step " + std::to_string(step_) + ": the parameters became non-finite (first: " +
                   bad + ")",
               ck);
-    {
+    if (writer()) {
       UninterruptibleWrite writing;  // a second SIGINT waits for a complete checkpoint
       save_checkpoint(files_.checkpoint, ck);
     }
@@ -549,6 +709,7 @@ class Training {
   // over the last good checkpoint.
   [[noreturn]] void diverge(int64_t at, const std::string& what, CheckpointData state) {
     std::string msg = what;
+    if (!writer()) throw DivergedError(msg + " (rank " + std::to_string(rank_) + "; rank 0 saved the log)");
     set_status("diverged", at);
     log_->set_attr("diverged_step", at);
     std::string good = saved_step_ >= 0
@@ -593,13 +754,17 @@ class Training {
   }
 
   RunSummary stop_cleanly() {
-    record_resources();
-    flush_log();
+    if (writer()) {
+      record_resources();
+      flush_log();
+    }
     if (saved_step_ != step_) checkpoint();
-    set_status("interrupted", step_);
-    log_->close();
+    if (writer()) {
+      set_status("interrupted", step_);
+      log_->close();
+    }
     summary_.interrupted = true;
-    summary_.stop_signal = stop_signal();
+    summary_.stop_signal = stopping_signal();
     if (summary_.stop_signal)
       out_.line(fmt("stopped by signal %d at step %lld; log and checkpoint saved (continue with --resume)",
                     summary_.stop_signal, (long long)step_));
@@ -613,6 +778,12 @@ class Training {
   RunSummary finish() {
     if (!summary_.evaluated || summary_.eval_step != step_) evaluate();  // resumed at the end, before its evaluation
     if (saved_step_ != step_) checkpoint();
+    if (world_ > 1 && step_s_ > 0) {
+      out_.line(fmt("ranks: %d, exchanging gradients took %.1f%% of the training steps' time (%.3f of %.3f s)", world_,
+                    100.0 * reduce_s_ / step_s_, reduce_s_, step_s_));
+      if (writer()) log_->set_attr("dist_reduce_share", reduce_s_ / step_s_);
+    }
+    if (!writer()) return summary();
     write_attention_maps();
     const double wall = elapsed_before_ + seconds_since(start_);
     if (summary_.has_train_loss) log_->set_final("train_loss", summary_.train_loss);
@@ -684,6 +855,11 @@ class Training {
   NamedParams params_;
   std::unique_ptr<Optimizer> opt_;
   Generator dropout_gen_;
+  const int rank_ = dist::rank(), world_ = dist::size();
+  int agreed_stop_ = 0;      // the largest stop signal any rank had at the last exchange
+  double reduce_s_ = 0;      // this session's time in ordered_sum (several ranks)
+  double step_s_ = 0;        // this session's time in train_step
+  int64_t replica_checks_ = 0;
 
   RunLock lock_;  // declared before log_: the log is closed before the lock is released
   std::optional<LoggedRun> logged_;  // --resume: the run as its log describes it
