@@ -146,6 +146,7 @@ void launch(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, s
 // Counters for tests and reports.
 struct Stats {
   uint64_t launches = 0, blocks = 0, threads = 0, barriers = 0, warp_ops = 0;
+  uint64_t collectives = 0;  // warp collectives (tensor-core mma.sync, ldmatrix) among warp_ops
 };
 Stats stats();
 

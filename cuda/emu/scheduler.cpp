@@ -301,6 +301,7 @@ bool resolve_warps(Block& b) {
         void* lanes[32] = {};
         for (int k = 0; k < 32; ++k)
           if (mask >> k & 1u) lanes[k] = reinterpret_cast<void*>(b.threads[warp * 32 + k].value);
+        g_stats.collectives++;
         try {
           lead.fn(lanes, mask);
         } catch (const std::exception& e) {

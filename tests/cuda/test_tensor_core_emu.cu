@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "autograd/kernels.h"
+#include "autograd/ops.h"
 #include "cuda/mma.cuh"
 
 using namespace mtalab;
@@ -218,4 +220,22 @@ TEST_CASE("tensor cores (emulated): misaligned cp.async and ldmatrix addresses n
   e = kernel_error([&] { launch("ldmatrix_misaligned", ldmatrix_misaligned, 1, 32, 0, out.p); });
   CHECK(e.find("ldmatrix.x4 at") != std::string::npos);
   CHECK(e.find("lane 5") != std::string::npos);
+}
+
+TEST_CASE("tensor cores (emulated): bfloat16 plain attention runs on them, float32 does not") {
+  const Device cuda{DeviceKind::cuda, 0};
+  auto collectives = [&](DType dt, int64_t D) {
+    const Shape s{1, 1, 19, D};
+    Tensor q = full(s, 0.5, {dt, cuda}), o = full(s, 0.0, {dt == DType::bf16 ? DType::f32 : dt, cuda});
+    Tensor lse = full({1, 1, 19}, 0.0, {dt == DType::bf16 ? DType::f32 : dt, cuda});
+    AttentionParams a;
+    a.scale = 0.5;
+    const uint64_t before = emu::stats().collectives;
+    attention_kernel(cuda)(q, q, q, a, o, lse);
+    return emu::stats().collectives - before;
+  };
+  CHECK(collectives(DType::bf16, 32) > 0);
+  CHECK(collectives(DType::bf16, 128) > 0);
+  CHECK(collectives(DType::f32, 32) == 0);
+  CHECK(collectives(DType::bf16, 16) == 0);  // head dim 16: the float32 path
 }
