@@ -1,6 +1,10 @@
 // CUDA fused causal attention without [T, T] maps (autograd/kernels.h states the contract;
 // autograd/cpu/attention.cpp is the CPU twin with the same structure).
 //
+// Plain softmax attention with bfloat16 q, k, v and head dim 32, 64 or 128 runs on the
+// tensor cores: FlashAttention-2 in cuda/attention_flash.cuh (its tile structure is stated
+// there). The kernels below are the readable reference and the float32/float64 path.
+//
 // Plain softmax attention, FlashAttention-2 style with one warp per row: a query row's
 // warp walks the keys up to the diagonal 32 at a time (a lane per key: its score, then
 // an online softmax over the warp) and accumulates the output, each lane owning Dh/32 of
@@ -16,9 +20,11 @@
 // components' gradient sums are per-block partials added in a fixed order: the same bits
 // on every run. Memory: a few bands of [B H, rows, T], never a [T, T] map per head.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "autograd/bf16_staging.h"
+#include "cuda/attention_flash.cuh"
 #include "cuda/common.cuh"
 
 namespace mtalab::cuda {
@@ -531,10 +537,105 @@ void attention_bwd_typed(const Tensor& qt, const Tensor& kt, const Tensor& vt, c
     mta_backward<T>(s, q, k, v, ptr<const T>(lset), ptr<const T>(doutt), (T)a.scale, a, g, qt);
 }
 
-// bfloat16 (autograd/kernels.h's contract) staged through float32 until the tensor-core
-// kernels take it.
+// ---- bfloat16 plain attention on the tensor cores (cuda/attention_flash.cuh) ------------------
+bool on_tensor_cores(const Tensor& q, const AttentionParams& a) {
+  return q.dtype() == DType::bf16 && a.plain() && flash::supported_head_dim(q.size(3));
+}
+template <typename F>
+void with_head_dim(int64_t D, F&& f) {
+  switch (D) {
+    case 32: return f(std::integral_constant<int, 32>{});
+    case 64: return f(std::integral_constant<int, 64>{});
+    case 128: return f(std::integral_constant<int, 128>{});
+    default: throw std::invalid_argument("attention on tensor cores: head dim " + std::to_string(D) + " (expected 32, 64 or 128)");
+  }
+}
+template <typename K>
+void allow_smem(K* kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+          "attention: shared memory above 48 KiB");
+}
+dim3 flash_grid(const Shapes& s, int rows) { return dim3((unsigned)((s.T + rows - 1) / rows), (unsigned)(s.B * s.H)); }
+
+void flash_tc_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a, const Tensor& o,
+                      const Tensor& lse) {
+  const Shapes s = shapes_of(q, a);
+  const float scale_log2 = (float)(a.scale * 1.4426950408889634);
+  with_head_dim(s.D, [&](auto dim) {
+    constexpr int D = decltype(dim)::value;
+    auto run = [&](auto* out) {
+      using OutT = std::remove_pointer_t<decltype(out)>;
+      auto* kernel = flash::fwd<D, OutT>;
+      allow_smem(kernel, flash::fwd_smem<D>());
+      launch("attention_flash_tc", kernel, flash_grid(s, flash::kRowsFwd), flash::kThreads, flash::fwd_smem<D>(),
+             ptr<const bfloat16>(q), ptr<const bfloat16>(k), ptr<const bfloat16>(v), out, ptr<float>(lse), s.T,
+             scale_log2);
+    };
+    if (o.dtype() == DType::f32) run(ptr<float>(o));
+    else run(ptr<bfloat16>(o));
+  });
+}
+
+template <typename OT>
+void flash_tc_backward_typed(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                             const Tensor& dout, const AttentionParams& a, const AttentionGrads& g) {
+  const Shapes s = shapes_of(q, a);
+  const int64_t rows = s.B * s.H * s.T;
+  Tensor Dr = Tensor::empty({rows}, {DType::f32, q.device()});
+  Tensor dob = std::is_same_v<OT, bfloat16> ? dout : Tensor::empty(dout.shape(), {DType::bf16, q.device()});
+  launch("attention_flash_tc_backward_dot", flash::row_dots<OT>, grid_for_rows(rows, flash::kThreads / 32),
+         flash::kThreads, 0, ptr<const OT>(dout), ptr<const OT>(o), ptr<float>(Dr),
+         std::is_same_v<OT, bfloat16> ? nullptr : ptr<bfloat16>(dob), rows, (int)s.D);
+  const float scale = (float)a.scale, scale_log2 = (float)(a.scale * 1.4426950408889634);
+  const bfloat16 *qp = ptr<const bfloat16>(q), *kp = ptr<const bfloat16>(k), *vp = ptr<const bfloat16>(v),
+                 *dop = ptr<const bfloat16>(dob);
+  const float *lp = ptr<const float>(lse), *dp = ptr<const float>(Dr);
+  with_head_dim(s.D, [&](auto dim) {
+    constexpr int D = decltype(dim)::value;
+    auto kv = [&](auto* dk, auto* dv) {
+      using GT = std::remove_pointer_t<decltype(dk)>;
+      auto* kernel = flash::bwd_kv<D, GT>;
+      allow_smem(kernel, flash::bwd_kv_smem<D>());
+      launch("attention_flash_tc_backward_kv", kernel, flash_grid(s, flash::kKeysBwd), flash::kThreads,
+             flash::bwd_kv_smem<D>(), qp, kp, vp, dop, lp, dp, dk, dv, s.T, scale, scale_log2);
+    };
+    auto qk = [&](auto* dq) {
+      using GT = std::remove_pointer_t<decltype(dq)>;
+      auto* kernel = flash::bwd_q<D, GT>;
+      allow_smem(kernel, flash::bwd_q_smem<D>());
+      launch("attention_flash_tc_backward_q", kernel, flash_grid(s, flash::kRowsFwd), flash::kThreads,
+             flash::bwd_q_smem<D>(), qp, kp, vp, dop, lp, dp, dq, s.T, scale, scale_log2);
+    };
+    const Tensor& kvt = g.dk.defined() ? g.dk : g.dv;
+    if (kvt.defined()) {
+      auto out = [&](const Tensor& t, auto* like) -> decltype(like) {
+        return t.defined() ? ptr<std::remove_pointer_t<decltype(like)>>(t) : nullptr;
+      };
+      if (kvt.dtype() == DType::f32) kv(out(g.dk, (float*)nullptr), out(g.dv, (float*)nullptr));
+      else kv(out(g.dk, (bfloat16*)nullptr), out(g.dv, (bfloat16*)nullptr));
+    }
+    if (g.dq.defined()) {
+      if (g.dq.dtype() == DType::f32) qk(ptr<float>(g.dq));
+      else qk(ptr<bfloat16>(g.dq));
+    }
+  });
+}
+// dK and dV, where both are asked, share a dtype (one kernel writes both).
+bool tc_grads_ok(const AttentionGrads& g) {
+  return !(g.dk.defined() && g.dv.defined() && g.dk.dtype() != g.dv.dtype());
+}
+void flash_tc_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
+                       const Tensor& dout, const AttentionParams& a, const AttentionGrads& g) {
+  if (dout.dtype() == DType::f32) flash_tc_backward_typed<float>(q, k, v, o, lse, dout, a, g);
+  else flash_tc_backward_typed<bfloat16>(q, k, v, o, lse, dout, a, g);
+}
+
+// bfloat16 elsewhere (MTA, other head dims; autograd/kernels.h's contract) staged through
+// float32.
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a, const Tensor& o,
                const Tensor& lse) {
+  if (on_tensor_cores(q, a)) return flash_tc_forward(q, k, v, a, o, lse);
   if (q.dtype() == DType::bf16) {
     Bf16Staging s;
     attention(s.in(q), s.in(k), s.in(v), a, s.out(o), lse);
@@ -544,6 +645,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attentio
 }
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                    const Tensor& dout, const AttentionParams& a, const AttentionGrads& g) {
+  if (on_tensor_cores(q, a) && tc_grads_ok(g)) return flash_tc_backward(q, k, v, o, lse, dout, a, g);
   if (q.dtype() == DType::bf16) {
     Bf16Staging s;
     AttentionGrads w = g;

@@ -65,7 +65,7 @@ const dim3& grid_dim();
 void* dynamic_smem();
 void syncthreads(const char* file, int line);
 
-enum class WarpOp { shfl, shfl_up, shfl_down, shfl_xor, ballot, any, all, sync };
+enum class WarpOp { shfl, shfl_up, shfl_down, shfl_xor, ballot, any, all, sync, collective };
 // One warp-wide operation: the calling lane waits until every lane of `mask` has called
 // the same operation, then gets its result (a value's bits, or the ballot).
 uint64_t warp_op(WarpOp op, unsigned mask, uint64_t value, int arg, int width, const char* file, int line);
@@ -79,6 +79,24 @@ T warp_value(WarpOp op, unsigned mask, T v, int arg, int width, const char* file
   std::memcpy(&out, &r, sizeof(T));
   return out;
 }
+
+// A warp-collective instruction on per-lane registers (tensor-core mma.sync, ldmatrix):
+// each lane of `mask` passes a pointer to its own operand/result registers; once every lane
+// has arrived, `fn` runs once with the 32 pointers (nullptr outside the mask) and computes
+// every lane's results, then the lanes continue. `name` names the instruction in errors;
+// lanes of one collective must pass the same fn. fn may throw KernelError.
+using WarpCollectiveFn = void (*)(void* const lanes[32], unsigned mask);
+void warp_collective(unsigned mask, void* lane_data, WarpCollectiveFn fn, const char* name, const char* file, int line);
+
+// cp.async (sm_80): a 16-byte global-to-shared copy that completes at the issuing thread's
+// matching cp.async.wait_group. Here the copy's bytes are taken at issue, the destination
+// holds all-ones bytes (NaN in float and bfloat16) until the wait, and only then the data:
+// reading it before the wait gives NaN. `src` nullptr zero-fills (src-size 0). Misaligned
+// addresses and a source outside device memory are errors naming the line.
+void cp_async16(void* dst, const void* src, const char* file, int line);
+void cp_async_commit();
+// Completes every committed group but the newest `pending` ones (cp.async.wait_group N).
+void cp_async_wait(int pending, const char* file, int line);
 
 // --- memory ------------------------------------------------------------------------
 void* device_alloc(size_t nbytes);  // all-ones bytes; nullptr when out of memory
@@ -128,6 +146,7 @@ void launch(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 block, s
 // Counters for tests and reports.
 struct Stats {
   uint64_t launches = 0, blocks = 0, threads = 0, barriers = 0, warp_ops = 0;
+  uint64_t collectives = 0;  // warp collectives (tensor-core mma.sync, ldmatrix) among warp_ops
 };
 Stats stats();
 

@@ -102,7 +102,18 @@ struct Thread {
   unsigned mask = 0;
   uint64_t value = 0, result = 0;
   int arg = 0, width = 32;
+  WarpCollectiveFn fn = nullptr;  // WarpOp::collective
+  const char* op_label = nullptr;
   void* asan_fake = nullptr;
+  // cp.async copies not yet waited for: their bytes, taken at issue, and their group
+  // (-1: not yet committed).
+  struct Copy {
+    void* dst;
+    unsigned char bytes[16];
+    int64_t group;
+  };
+  std::vector<Copy> copies;
+  int64_t groups_committed = 0;
 };
 
 struct Block {
@@ -127,6 +138,7 @@ Block& block() {
 
 const char* op_name(WarpOp op) {
   switch (op) {
+    case WarpOp::collective: return "warp collective";
     case WarpOp::shfl: return "__shfl_sync";
     case WarpOp::shfl_up: return "__shfl_up_sync";
     case WarpOp::shfl_down: return "__shfl_down_sync";
@@ -142,6 +154,8 @@ const char* op_name(WarpOp op) {
 std::string dim_str(uint3 v) {
   return "(" + std::to_string(v.x) + "," + std::to_string(v.y) + "," + std::to_string(v.z) + ")";
 }
+const char* op_name(const Thread& t) { return t.op == WarpOp::collective && t.op_label ? t.op_label : op_name(t.op); }
+
 std::string where(const Block& b, const Thread& t) {
   return "kernel '" + std::string(b.launch->name) + "' " + shape_str(*b.launch) + " block " + dim_str(b.idx) +
          " thread " + dim_str(t.tid);
@@ -217,7 +231,7 @@ uint64_t warp_result(const Block& b, int warp, const Thread& t, unsigned mask) {
   const int lane = t.linear % 32;
   auto value_of = [&](int src) -> uint64_t {
     if (!(mask >> src & 1u))
-      throw KernelError(where(b, t) + ": " + op_name(t.op) + " at " + site(t.file, t.line) + " reads lane " +
+      throw KernelError(where(b, t) + ": " + op_name(t) + " at " + site(t.file, t.line) + " reads lane " +
                         std::to_string(src) + ", which does not take part (mask " + hex(mask) + ")");
     return b.threads[warp * 32 + src].value;
   };
@@ -240,7 +254,8 @@ uint64_t warp_result(const Block& b, int warp, const Thread& t, unsigned mask) {
       if (t.op == WarpOp::any) return ballot != 0;
       return ballot == mask;
     }
-    case WarpOp::sync: return 0;
+    case WarpOp::sync:
+    case WarpOp::collective: return 0;
   }
   return 0;
 }
@@ -257,7 +272,7 @@ bool resolve_warps(Block& b) {
       Thread& lead = b.threads[warp * 32 + lane];
       if (lead.state != State::warp || (handled >> lane & 1u)) continue;
       const unsigned mask = lead.mask;
-      const std::string at = std::string(op_name(lead.op)) + " at " + site(lead.file, lead.line);
+      const std::string at = std::string(op_name(lead)) + " at " + site(lead.file, lead.line);
       if (!(mask >> lane & 1u))
         throw KernelError(where(b, lead) + ": " + at + " with mask " + hex(mask) + ", which leaves out the calling lane " +
                           std::to_string(lane));
@@ -277,16 +292,28 @@ bool resolve_warps(Block& b) {
           throw KernelError(where(b, lead) + ": " + at + " with mask " + hex(mask) + " waits for lane " +
                             std::to_string(k) + ", which waits at __syncthreads at " + site(o.file, o.line) +
                             " (deadlock)");
-        if (o.op != lead.op || o.mask != mask)
+        if (o.op != lead.op || o.mask != mask || o.fn != lead.fn)
           throw KernelError(where(b, lead) + ": lanes of one warp operation disagree: lane " + std::to_string(lane) +
                             " calls " + at + " with mask " + hex(mask) + ", lane " + std::to_string(k) + " calls " +
-                            op_name(o.op) + " at " + site(o.file, o.line) + " with mask " + hex(o.mask));
+                            op_name(o) + " at " + site(o.file, o.line) + " with mask " + hex(o.mask));
       }
-      for (int k = 0; k < 32; ++k)
-        if (mask >> k & 1u) {
-          Thread& o = b.threads[warp * 32 + k];
-          o.result = warp_result(b, warp, o, mask);
+      if (lead.op == WarpOp::collective) {
+        void* lanes[32] = {};
+        for (int k = 0; k < 32; ++k)
+          if (mask >> k & 1u) lanes[k] = reinterpret_cast<void*>(b.threads[warp * 32 + k].value);
+        g_stats.collectives++;
+        try {
+          lead.fn(lanes, mask);
+        } catch (const std::exception& e) {
+          throw KernelError(where(b, lead) + ": " + at + ": " + e.what());
         }
+      } else {
+        for (int k = 0; k < 32; ++k)
+          if (mask >> k & 1u) {
+            Thread& o = b.threads[warp * 32 + k];
+            o.result = warp_result(b, warp, o, mask);
+          }
+      }
       for (int k = 0; k < 32; ++k)
         if (mask >> k & 1u) b.threads[warp * 32 + k].state = State::ready;
       handled |= mask;
@@ -316,7 +343,7 @@ bool resolve_barrier(Block& b) {
   if (at_warp) {
     for (const Thread& t : b.threads)
       if (t.state == State::warp)
-        throw KernelError(where(b, t) + ": deadlock: " + op_name(t.op) + " at " + site(t.file, t.line) +
+        throw KernelError(where(b, t) + ": deadlock: " + op_name(t) + " at " + site(t.file, t.line) +
                           " cannot complete while " + std::to_string(waiting) + " threads wait at __syncthreads at " +
                           site(first->file, first->line));
   }
@@ -447,6 +474,49 @@ uint64_t warp_op(WarpOp op, unsigned mask, uint64_t value, int arg, int width, c
   t->line = line;
   yield_to_scheduler(false);
   return t->result;
+}
+
+void warp_collective(unsigned mask, void* lane_data, WarpCollectiveFn fn, const char* name, const char* file, int line) {
+  Thread* t = block().current;
+  t->fn = fn;
+  t->op_label = name;
+  warp_op(WarpOp::collective, mask, reinterpret_cast<uint64_t>(lane_data), 0, 32, file, line);
+}
+
+void cp_async16(void* dst, const void* src, const char* file, int line) {
+  Block& b = block();
+  Thread* t = b.current;
+  auto fail = [&](const std::string& why) {
+    throw KernelError(where(b, *t) + ": cp.async at " + site(file, line) + ": " + why);
+  };
+  if (reinterpret_cast<uintptr_t>(dst) % 16 || reinterpret_cast<uintptr_t>(src) % 16)
+    fail("a 16-byte copy needs 16-byte aligned addresses");
+  if (src && !is_device_range(src, 16)) fail("the source is not inside a device allocation");
+  if (is_device_range(dst, 16)) fail("the destination is global memory (cp.async writes shared memory)");
+  Thread::Copy c{dst, {}, -1};
+  if (src) std::memcpy(c.bytes, src, 16);
+  t->copies.push_back(c);
+  std::memset(dst, 0xff, 16);  // poison until the matching wait
+}
+
+void cp_async_commit() {
+  Thread* t = block().current;
+  for (Thread::Copy& c : t->copies)
+    if (c.group < 0) c.group = t->groups_committed;
+  t->groups_committed++;
+}
+
+void cp_async_wait(int pending, const char* file, int line) {
+  Block& b = block();
+  Thread* t = b.current;
+  if (pending < 0) throw KernelError(where(b, *t) + ": cp.async.wait_group at " + site(file, line) + ": negative count");
+  const int64_t done_below = t->groups_committed - pending;  // groups [0, done_below) complete
+  std::vector<Thread::Copy> keep;
+  for (const Thread::Copy& c : t->copies) {
+    if (c.group >= 0 && c.group < done_below) std::memcpy(c.dst, c.bytes, 16);
+    else keep.push_back(c);
+  }
+  t->copies.swap(keep);
 }
 
 void set_max_dynamic_smem(const void* kernel, int bytes) { smem_optin()[kernel] = bytes; }

@@ -138,6 +138,11 @@ std::vector<OpCase> op_cases() {
        }, 2},
       {"fused attention, plain softmax", {{{2, 3, 21, 8}}, {{2, 3, 21, 8}}, {{2, 3, 21, 8}}},
        [](L x) { return fused_attention(x[0], x[1], x[2], 0.35); }, 2},
+      // bf16 mode on CUDA: the tensor-core FlashAttention-2 (head dims 32, 64, 128), odd T
+      {"fused attention, plain softmax, D 32", {{{1, 2, 37, 32}}, {{1, 2, 37, 32}}, {{1, 2, 37, 32}}},
+       [](L x) { return fused_attention(x[0], x[1], x[2], 0.2); }, 2},
+      {"fused attention, plain softmax, D 128", {{{1, 1, 19, 128}}, {{1, 1, 19, 128}}, {{1, 1, 19, 128}}},
+       [](L x) { return fused_attention(x[0], x[1], x[2], 0.1); }, 2},
       {"fused attention, every MTA component", {{{1, 4, 19, 4}}, {{1, 4, 19, 4}}, {{1, 4, 19, 4}}, {{4, 3, 5}},
                                               {{1, 4, 4}}, {{4, 2, 3}}, {{1, 4, 4}}},
        [](L x) {
