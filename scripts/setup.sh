@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(cmake g++ make git libhdf5-dev hdf5-tools libboost-program-options-dev libboost-context-dev doctest-dev
       libopenblas-openmp-dev bible-kjv python3-matplotlib python3-h5py
-      slurmctld slurmd slurm-client munge)  # a single-node Slurm for the Slurm launcher's tests (slurm_local.sh)
+      slurmctld slurmd slurm-client munge   # a single-node Slurm for the Slurm launcher's tests (slurm_local.sh)
+      libopenmpi-dev openmpi-bin)           # training with several processes (experiments/dist, tests/mpi)
 if [[ "${1:-}" == "--with-torch" ]]; then pkgs+=(python3-torch); fi
 missing=()
 for p in "${pkgs[@]}"; do

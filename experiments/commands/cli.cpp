@@ -219,7 +219,7 @@ void print_help(const char* cmd, const po::options_description& flags, const std
 // MPI_Finalize when cmd_train leaves, unless an exchange failed (dist/communicator.h).
 struct DistSession {
   DistSession() { dist::init_from_environment(); }
-  ~DistSession() { dist::finalize(); }
+  ~DistSession() { dist::finalize(/*stopped_by_signal=*/stop_signal() != 0); }
 };
 
 int cmd_train(int argc, char** argv) {

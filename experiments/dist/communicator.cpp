@@ -120,9 +120,9 @@ void init_from_environment() {
 #endif
 }
 
-void finalize() {
+void finalize(bool stopped_by_signal) {
 #ifdef MTALAB_HAVE_MPI
-  if (g_mpi && !g_failed) {
+  if (g_mpi && !g_failed && !stopped_by_signal) {
     int done = 0;
     MPI_Finalized(&done);
     if (!done) MPI_Finalize();

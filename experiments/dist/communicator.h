@@ -27,8 +27,10 @@ struct CommError : std::runtime_error {
 // Throws InputError when launched as one of several ranks by a build without MPI.
 void init_from_environment();
 // MPI_Finalize, when MPI was started and no exchange failed (after a failure a peer may be
-// gone and finalising could wait for it; the launcher cleans up).
-void finalize();
+// gone and finalising could wait for it; the launcher cleans up). `stopped_by_signal`: the
+// launcher is ending the job (mpirun turns SIGINT into SIGTERM to every rank) and would
+// never complete finalize's handshake with it; the process just exits.
+void finalize(bool stopped_by_signal = false);
 
 int rank();        // 0 in a world of one
 int size();        // 1 in a world of one

@@ -43,10 +43,11 @@ struct Env {
 
 // Tiny find_block model with dropout on, one thread per rank, a row and a parameter-hash
 // check between ranks at every step.
-const std::string kTiny =
+const std::string kTinyModel =
     " --model.d_model 16 --model.n_layers 1 --model.n_heads 2 --task.total_len 24 --task.block_len 3"
     " --task.query_len 2 --task.n_test 8 --train.batch_size 4 --train.eval_batch_size 8 --train.log_every 1"
-    " --train.eval_every 3 --model.dropout 0.1 --train.threads 1 --quiet";
+    " --model.dropout 0.1 --train.threads 1 --quiet";
+const std::string kTiny = kTinyModel + " --train.eval_every 3";
 const std::string kMta =
     " --model.attention mta --mta.kq_layers all --mta.cq 2 --mta.ck 3 --mta.cq_post 2 --mta.ck_post 3";
 
@@ -231,17 +232,24 @@ TEST_CASE("hung_rank_times_out") {
 
 TEST_CASE("signal_stops_every_rank_with_a_checkpoint") {
   const fs::path d = scratch("signal");
-  const std::string base = kTiny + " --train.steps 40 --train.eval_every 100 ";
+  const std::string base = kTinyModel + " --train.steps 40 --train.eval_every 100 ";
   Run ref = sh(d, kBin + " train" + base + "--train.grad_accum 2 --run.out ref");
   REQUIRE_MESSAGE(ref.code == 0, ref.out);
-  // From its 4th step each rank pauses 0.5 s per step: the signal comes mid-run. mpirun
-  // turns SIGINT into SIGTERM to every rank, and SIGKILL after odls_base_sigkill_timeout.
-  const std::string cmd = "exec mpirun -np 2 --oversubscribe --mca btl self,vader --mca odls_base_sigkill_timeout 30 "
+  // From its 4th step each rank pauses 0.5 s per step: the signal comes mid-run (40 steps
+  // take ~20 s). mpirun (Open MPI 4.1.4) passed SIGTERM on to every rank about
+  // odls_base_sigkill_timeout seconds after it got it (measured here), SIGKILL later.
+  // SIGTERM is what Slurm's scancel and time limits send. (A SIGINT sent to mpirun's pid
+  // alone was not passed on by Open MPI 4.1.4 here; Ctrl-C in a terminal reaches every
+  // process of the foreground group directly.)
+  const std::string cmd = "exec mpirun -np 2 --oversubscribe --mca btl self,vader --mca odls_base_sigkill_timeout 5 "
                           "-x MTALAB_FAULT=pause@train_step#4+ " + kBin + " train" + base + "--run.out r >'" +
                           (d / "mpirun.out").string() + "' 2>&1";
   const pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
+    // A background job of a non-interactive shell (ctest's, CI's) inherits SIGINT ignored,
+    // and so would mpirun: give it the default back.
+    signal(SIGINT, SIG_DFL);
     if (chdir(d.c_str()) != 0) _exit(127);
     execl("/bin/sh", "sh", "-c", cmd.c_str(), (char*)nullptr);
     _exit(127);
@@ -250,7 +258,7 @@ TEST_CASE("signal_stops_every_rank_with_a_checkpoint") {
   while (!fs::exists(d / "r/run.h5") && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // in the paused steps
-  kill(pid, SIGINT);
+  kill(pid, SIGTERM);
   int st = 0;
   pid_t w = 0;
   const auto t1 = std::chrono::steady_clock::now();
@@ -259,7 +267,7 @@ TEST_CASE("signal_stops_every_rank_with_a_checkpoint") {
   if (w == 0) {
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
-    FAIL("mpirun did not stop within 40 s of SIGINT: " << slurp(d / "mpirun.out"));
+    FAIL("mpirun did not stop within 40 s of SIGTERM: " << slurp(d / "mpirun.out"));
   }
   const std::string out = slurp(d / "mpirun.out");
   INFO(out);
@@ -269,7 +277,7 @@ TEST_CASE("signal_stops_every_rank_with_a_checkpoint") {
   CHECK(at > 3);
   CHECK(at < 40);
   CHECK(ckpt_step(d / "r/checkpoint.h5") == at);
-  CHECK(out.find("stopped by signal 15 at step " + std::to_string(at)) != std::string::npos);
+  CHECK(out.find("stopping after the current step") != std::string::npos);
   Run res = sh(d, kMpirun + kBin + " train --resume --run.out r --quiet");
   REQUIRE_MESSAGE(res.code == 0, res.out);
   same_state(d / "ref/checkpoint.h5", d / "r/checkpoint.h5");
