@@ -20,6 +20,7 @@
 
 #include "autograd/errors.h"
 #include "experiments/run/atomic_file.h"
+#include "experiments/run/resume.h"
 #include "experiments/run/run_lock.h"
 #include "experiments/run/run_log.h"
 
@@ -53,6 +54,13 @@ std::string hms(double s) {
 }
 
 using Plan = RunPlan;
+
+std::string bytes_first_line(const std::string& path) {
+  std::ifstream f(path);
+  std::string line;
+  std::getline(f, line);
+  return line;
+}
 
 }  // namespace
 
@@ -148,6 +156,14 @@ pid_t start_sweep_run(const std::vector<std::string>& args, RunPlan::Kind kind, 
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGUSR1, SIG_DFL);
+    // Held until `mtalab train` installs its handlers (install_stop_handlers unblocks them):
+    // a stop signal in between is then a clean stop request, never a default-action death
+    // that the manifest would call a failure.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop, nullptr);
     dup2(fd, 1);
     dup2(fd, 2);
     execvpe(argv[0], argv.data(), envp.data());
@@ -190,6 +206,7 @@ class Sweep {
   SweepResult run() {
     threads_ = sweep_threads_per_job(req_.jobs, requested_threads(), available_cores());
     resolved_ = validate_sweep_runs(req_);
+    check_sweep_identity(req_, resolved_);
     rows_ = sweep_manifest_rows(req_.spec, req_.runs);
     if (req_.dry_run) return dry_run();
     lock_ = RunLock::acquire(req_.spec.out, "mtalab sweep");
@@ -346,7 +363,11 @@ class Sweep {
     ManifestRow& m = rows_[j.run];
     m.exit_code = code;
     m.wall_s += wall;
-    m.status = sweep_status_for_exit(code);
+    // A run the sweep asked to stop is interrupted however it ended (a second signal's
+    // default action included): the relaunch resumes it.
+    const bool our_stop = forwarded_ > 0 && WIFSIGNALED(status) &&
+                          (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGINT);
+    m.status = our_stop ? "interrupted" : sweep_status_for_exit(code);
     ++ended_;
     if (m.status == "finished") {
       ++result_.finished;
@@ -507,12 +528,30 @@ void write_sweep_manifest(const std::string& sweep_dir, const std::vector<std::s
   replace_file(sweep_manifest_path(sweep_dir), s.data(), s.size());
 }
 
+namespace {
+
+// Every file a run's directory will hold fits PATH_MAX, each component NAME_MAX.
+void check_run_paths(const std::string& dir) {
+  std::error_code ec;
+  const fs::path longest = fs::absolute(fs::path(dir) / "checkpoint_diverged.h5.tmp", ec);
+  for (const auto& part : longest)
+    if (part.native().size() > 255)
+      throw InputError("path component '" + part.native().substr(0, 40) + "...' of " + dir + " is " +
+                       std::to_string(part.native().size()) + " bytes; expected at most 255 (NAME_MAX)");
+  if (longest.native().size() >= 4096)
+    throw InputError("the run's files would have paths of " + std::to_string(longest.native().size()) + " bytes (" +
+                     dir + "/checkpoint_diverged.h5.tmp); expected under 4096 (PATH_MAX): a shorter out or run name");
+}
+
+}  // namespace
+
 std::vector<std::map<std::string, std::string>> validate_sweep_runs(const SweepRequest& req) {
   std::vector<std::map<std::string, std::string>> resolved;
   std::string errors;
   int bad = 0;
   for (const auto& r : req.runs) {
     try {
+      check_run_paths(sweep_run_dir(req.spec, r));
       resolved.push_back(req.validate(r));
     } catch (const InputError& e) {
       resolved.emplace_back();
@@ -523,6 +562,99 @@ std::vector<std::map<std::string, std::string>> validate_sweep_runs(const SweepR
     throw InputError(std::to_string(bad) + " of " + std::to_string(req.runs.size()) +
                      " runs of the sweep are invalid (nothing was run):" + errors);
   return resolved;
+}
+
+namespace {
+
+// The options that name a sweep's runs: the axes with more than one value, the seeds, and
+// whether configurations lead the names.
+std::vector<std::string> naming_options(const SweepSpec& spec) {
+  std::vector<std::string> out;
+  for (const auto& a : spec.axes)
+    if (a.values.size() > 1 || a.option == "train.seed") out.push_back(a.option);
+  std::sort(out.begin(), out.end());
+  if (!spec.configurations.empty()) out.push_back("[configuration ...]");
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : ", ") + x;
+  return out.empty() ? "nothing" : out;
+}
+
+std::string shown(const std::string& v) { return v.empty() ? "''" : v; }
+
+}  // namespace
+
+std::vector<std::string> sweep_identity_differences(const SweepSpec& owner, const SweepSpec& now,
+                                                    const VariantScope& scope) {
+  std::vector<std::string> out;
+  const auto a = naming_options(owner), b = naming_options(now);
+  if (a != b) out.push_back("its runs are named by " + joined(a) + " there, by " + joined(b) + " here");
+  std::map<std::string, const SweepRun*> mine;
+  const auto old_runs = expand_sweep(owner, scope), new_runs = expand_sweep(now, scope);
+  for (const auto& r : old_runs) mine[r.name] = &r;
+  std::set<std::string> said;
+  for (const auto& r : new_runs) {
+    auto it = mine.find(r.name);
+    if (it == mine.end()) continue;
+    for (const auto& d : defining_differences(it->second->options, r.options))
+      if (said.insert(d.option).second)
+        out.push_back(d.option + " is " + shown(d.was) + " there, " + shown(d.now) + " here (e.g. run '" + r.name +
+                      "'; it defines the " + d.defines + ")");
+  }
+  return out;
+}
+
+void check_sweep_identity(const SweepRequest& req, const std::vector<std::map<std::string, std::string>>& resolved) {
+  const fs::path ini = fs::path(req.spec.out) / "sweep.ini";
+  std::error_code ec;
+  if (fs::exists(ini, ec)) {
+    SweepSpec owner;
+    try {
+      owner = read_sweep_spec(ini.string());
+    } catch (const InputError& e) {
+      throw InputError("sweep directory " + req.spec.out + " holds a sweep.ini that cannot be read (" + e.what() +
+                       "); expected the sweep.ini mtalab sweep wrote, or another out");
+    }
+    const auto diffs = sweep_identity_differences(owner, req.spec, req.scope);
+    if (!diffs.empty()) {
+      std::string from = owner.file;
+      if (auto p = bytes_first_line(ini.string()); p.find("(from ") != std::string::npos)
+        from = p.substr(p.find("(from ") + 6, p.rfind(')') - p.find("(from ") - 6);
+      std::string lines;
+      for (const auto& d : diffs) lines += "\n  " + d;
+      throw InputError("sweep directory " + req.spec.out + " belongs to another sweep (" + from + ", its sweep.ini): " +
+                       std::to_string(diffs.size()) + " difference" + (diffs.size() == 1 ? "" : "s") + " from " +
+                       (req.spec.file.empty() ? std::string("this sweep") : req.spec.file) + ":" + lines +
+                       "\n  expected the same sweep (only tunable options such as train.steps or train.lr, more "
+                       "seeds, axis values or configurations may change), or another out (nothing was run)");
+    }
+  }
+  std::string errors;
+  int bad = 0;
+  for (size_t i = 0; i < req.runs.size() && i < resolved.size(); ++i) {
+    const std::string log = (fs::path(sweep_run_dir(req.spec, req.runs[i])) / "run.h5").string();
+    if (!fs::exists(log, ec)) continue;
+    LoggedRun run;
+    try {
+      run = read_logged_run(log);
+    } catch (const std::exception&) {
+      continue;  // unreadable: plan_sweep_run says what happens to it
+    }
+    const auto diffs = defining_differences(run.options, resolved[i]);
+    if (diffs.empty()) continue;
+    const auto& d = diffs.front();
+    if (++bad <= 20)
+      errors += "\n  run '" + req.runs[i].name + "': " + d.option + " is " + shown(d.now) + " in the sweep, but " + log +
+                " was trained with " + shown(d.was) + " (it defines the " + d.defines + ")" +
+                (diffs.size() > 1 ? " and " + std::to_string(diffs.size() - 1) + " more" : "");
+  }
+  if (bad > 0)
+    throw InputError(std::to_string(bad) + " of the sweep's runs in " + req.spec.out +
+                     " are of another model or data than the sweep asks for (nothing was run):" + errors +
+                     "\n  expected the sweep they were trained in, or another out");
 }
 
 SweepResult run_sweep(const SweepRequest& req) { return Sweep(req).run(); }

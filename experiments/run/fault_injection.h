@@ -11,7 +11,8 @@
 //
 // Several faults are separated by commas. The points: "<name>_write" and "<name>_rename"
 // for each whole-file write (atomic_file.h; names "log" and "ckpt"), and "startup" in the
-// trainer between building the model and touching the run directory. Without MTALAB_FAULT
+// trainer between building the model and touching the run directory, and "main" as the
+// mtalab command starts (before any command installs its signal handlers). Without MTALAB_FAULT
 // (always, outside tests) a point costs one branch.
 #pragma once
 
