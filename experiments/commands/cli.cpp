@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <csignal>
 #include <cstring>
@@ -456,6 +457,23 @@ int cmd_report(int argc, char** argv) {
   return 0;
 }
 
+// Runs ARGS as a child (its output on ours) and returns its exit code (127: could not be
+// started; 128 + N: killed by signal N).
+int run_and_wait(std::vector<std::string> args) {
+  std::vector<char*> argv_c;
+  for (auto& a : args) argv_c.push_back(a.data());
+  argv_c.push_back(nullptr);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execv(argv_c[0], argv_c.data());
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0) throw IoError("cannot run " + args.front() + ": " + errno_text(errno));
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 // `mtalab plot`: the runs grouped as the report groups them, handed to scripts/plot.py.
 int cmd_plot(int argc, char** argv) {
   po::options_description flags("plot");
@@ -479,6 +497,18 @@ int cmd_plot(int argc, char** argv) {
   if (out.empty()) throw InputError("option --out is empty; expected a folder for the figures");
   const auto runs = report_runs(inputs);
   if (runs.empty()) throw InputError("no readable run log among the inputs (expected run.h5 files, run or sweep directories)");
+  const char* script_env = std::getenv("MTALAB_PLOT_SCRIPT");
+  const char* python_env = std::getenv("MTALAB_PYTHON");
+  const std::string script = script_env && *script_env ? script_env : MTALAB_PLOT_SCRIPT;
+  const std::string python = python_env && *python_env ? python_env : "/usr/bin/python3";
+  const std::string title = vm.count("title") ? vm["title"].as<std::string>() : "mtalab: " + inputs.front();
+  // What the script needs, asked before anything is written: matplotlib and h5py are blamed
+  // only when they are what is missing.
+  if (const int m = run_and_wait({python, "-c", "import matplotlib, h5py, numpy"}); m != 0)
+    throw InputError(m == 127 ? "cannot run " + python + " (expected python3; MTALAB_PYTHON names another)"
+                              : python + " cannot import matplotlib, h5py or numpy (its message is above); plot needs "
+                                         "python3-matplotlib and python3-h5py (scripts/setup.sh installs them); "
+                                         "nothing was written");
   std::filesystem::create_directories(out, ec);
   if (ec) throw IoError("cannot create '" + out + "': " + ec.message());
   std::string tsv = "configuration\trun\tlog\tstatus\n";
@@ -489,27 +519,19 @@ int cmd_plot(int argc, char** argv) {
   ro.per_seed = true;
   const std::string csv = format_report(inputs, ro).table;
   replace_file((std::filesystem::path(out) / "report.csv").string(), csv.data(), csv.size());
-  const char* script_env = std::getenv("MTALAB_PLOT_SCRIPT");
-  const char* python_env = std::getenv("MTALAB_PYTHON");
-  std::string script = script_env && *script_env ? script_env : MTALAB_PLOT_SCRIPT;
-  std::string python = python_env && *python_env ? python_env : "/usr/bin/python3";
-  std::string title = vm.count("title") ? vm["title"].as<std::string>() : "mtalab: " + inputs.front();
   std::vector<std::string> args{python, script, out, title};
-  std::vector<char*> argv_c;
-  for (auto& a : args) argv_c.push_back(a.data());
-  argv_c.push_back(nullptr);
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    execv(argv_c[0], argv_c.data());
-    _exit(127);
+  const int code = run_and_wait(args);
+  if (code != 0) {
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(out, ec)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    std::string written;
+    for (const auto& n : names) written += (written.empty() ? "" : ", ") + n;
+    throw std::runtime_error(script + " failed (exit " + std::to_string(code) + "; its message is above) after " +
+                             out + " held: " + written + (std::filesystem::exists(std::filesystem::path(out) / "index.html", ec)
+                                                              ? " (index.html is from an earlier plot)"
+                                                              : " (no index.html)"));
   }
-  int status = 0;
-  if (pid < 0 || waitpid(pid, &status, 0) < 0) throw IoError("cannot run " + python + " " + script);
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
-  if (code != 0)
-    throw InputError(python + " " + script + " failed (exit " + std::to_string(code) +
-                     "); it needs python3-matplotlib and python3-h5py (scripts/setup.sh installs them)");
   return 0;
 }
 

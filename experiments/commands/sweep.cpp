@@ -55,6 +55,18 @@ std::string hms(double s) {
 
 using Plan = RunPlan;
 
+// The OpenMP threads a run was started with (its log's "threads"; 0 when unknown). Its
+// reductions are split by thread, so a resumed run keeps the count to stay bit for bit.
+int recorded_threads(const std::string& dir) {
+  try {
+    RunLog l = RunLog::open_read((fs::path(dir) / "run.h5").string());
+    auto t = l.find_attr("threads");
+    if (t && std::holds_alternative<int64_t>(*t)) return (int)std::get<int64_t>(*t);
+  } catch (const std::exception&) {
+  }
+  return 0;
+}
+
 std::string bytes_first_line(const std::string& path) {
   std::ifstream f(path);
   std::string line;
@@ -246,11 +258,51 @@ class Sweep {
   SweepResult dry_run() {
     std::printf("sweep %s: %zu runs, %d at once, %d thread%s each\n", req_.spec.out.c_str(), req_.runs.size(),
                 req_.jobs, threads_, threads_ == 1 ? "" : "s");
-    for (size_t i = 0; i < req_.runs.size(); ++i) {
-      const Plan p = plan_sweep_run(dir_of(i), steps_of(i), &rows_[i], req_.retry_failed);
-      std::printf("%s\n", sweep_dry_run_line(req_.runs[i].name, p).c_str());
-    }
+    std::vector<Plan> plans;
+    for (size_t i = 0; i < req_.runs.size(); ++i)
+      plans.push_back(plan_sweep_run(dir_of(i), steps_of(i), &rows_[i], req_.retry_failed));
+    check_resumed_threads(plans);
+    for (size_t i = 0; i < req_.runs.size(); ++i)
+      std::printf("%s%s\n", sweep_dry_run_line(req_.runs[i].name, plans[i]).c_str(), thread_note(i, plans[i]).c_str());
     return result_;
+  }
+
+  // The threads a run is started with: a resumed run's recorded count when the sweep does
+  // not set train.threads (check_resumed_threads refused any count above this --jobs').
+  int threads_for(size_t i, const Plan& p) const {
+    if (p.kind != Plan::resume || req_.spec.base.count("train.threads")) return threads_;
+    const int t = recorded_threads(dir_of(i));
+    return t > 0 ? t : threads_;
+  }
+
+  std::string thread_note(size_t i, const Plan& p) const {
+    const int t = threads_for(i, p);
+    if (t == threads_) return "";
+    return " (with its recorded " + std::to_string(t) + " thread" + (t == 1 ? "" : "s") + ", bit for bit; --jobs " +
+           std::to_string(req_.jobs) + " gives " + std::to_string(threads_) + ")";
+  }
+
+  // A relaunch with another --jobs must not change a resumed run's thread count silently:
+  // fewer threads than it had would oversubscribe nothing, so it keeps its own; more than
+  // this --jobs leaves each run is refused, naming the run and the --jobs it needs.
+  void check_resumed_threads(const std::vector<Plan>& plans) const {
+    if (req_.spec.base.count("train.threads")) return;  // given explicitly: a recorded option change
+    std::string errors;
+    int bad = 0, need = req_.jobs;
+    for (size_t i = 0; i < plans.size(); ++i) {
+      if (plans[i].kind != Plan::resume) continue;
+      const int t = recorded_threads(dir_of(i));
+      if (t <= threads_) continue;
+      need = std::min(need, std::max(1, available_cores() / t));
+      if (++bad <= 20)
+        errors += "\n  run '" + req_.runs[i].name + "' was started with " + std::to_string(t) + " threads; --jobs " +
+                  std::to_string(req_.jobs) + " gives each run " + std::to_string(threads_);
+    }
+    if (bad > 0)
+      throw InputError(std::to_string(bad) + " run" + (bad == 1 ? "" : "s") +
+                       " to resume would change thread count, and so would no longer be bit for bit (nothing was run):" +
+                       errors + "\n  expected --jobs " + std::to_string(need) +
+                       " (or --train.threads N to change it, recorded in each run's log)");
   }
 
   // Runs of an earlier sweep that was killed stop after their current step (they get
@@ -289,6 +341,7 @@ class Sweep {
         queue_.push_back(i);
       }
     }
+    check_resumed_threads(plans_);
     // Seed by seed: every configuration's first seed runs before any second one, so a sweep
     // stopped half-way already compares every configuration.
     std::stable_sort(queue_.begin(), queue_.end(),
@@ -338,16 +391,17 @@ class Sweep {
   void launch(size_t i) {
     const SweepRun& r = req_.runs[i];
     const Plan& p = plans_[i];
+    const std::string note = thread_note(i, p);
     const pid_t pid = start_sweep_run(sweep_train_args(req_.binary, dir_of(i), r, p.kind), p.kind,
-                                      (fs::path(req_.spec.out) / log_of(i)).string(), threads_);
+                                      (fs::path(req_.spec.out) / log_of(i)).string(), threads_for(i, p), note);
     jobs_.push_back({i, pid, Clock::now()});
     ++rows_[i].attempts;
     rows_[i].status = "running";
     rows_[i].exit_code = -1;
     ++started_;
-    std::printf("[%d/%d] %s %s (pid %d, log %s/%s)\n", started_, todo_,
+    std::printf("[%d/%d] %s %s (pid %d, log %s/%s)%s\n", started_, todo_,
                 p.kind == Plan::resume ? "resume" : p.kind == Plan::restart ? "restart" : "start", r.name.c_str(), pid,
-                req_.spec.out.c_str(), log_of(i).c_str());
+                req_.spec.out.c_str(), log_of(i).c_str(), note.c_str());
     std::fflush(stdout);
     write_manifest();
   }

@@ -5,8 +5,12 @@
 // command line, are refused with one line and exit 2 before anything runs.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "experiments/commands/sweep.h"
 #include "experiments/run/run_log.h"
@@ -204,4 +208,126 @@ TEST_CASE("sweep file and command line: the minor silent acceptances are one lin
   CHECK(r.err.find("\\x0A") == std::string::npos);
   CHECK(r.err.find("\n  run 'cq=0': ") != std::string::npos);
   CHECK(r.err.find("\n  run 'cq=-1': ") != std::string::npos);
+}
+
+TEST_CASE("sweep relaunched with another --jobs: a resumed run keeps its recorded thread count, or is refused") {
+  if (available_cores() < 2) return;  // one core: every --jobs gives one thread
+  Dir d("threads");
+  d.write("s.ini", kTiny + "[sweep]\nout = out\nseeds = 1\n");
+  const std::string long_run = "--train.steps 100000 --train.checkpoint_every 5 --train.log_every 5 --train.eval_every 100000";
+  // Started with --jobs 2 (half the cores each), stopped by the sweep's signal after a checkpoint.
+  auto interrupted = [&](const std::string& jobs) {
+    Child sweep(d.path, split_words("sweep s.ini " + long_run + " --jobs " + jobs));
+    const fs::path log = d.path / "out/logs/seed=0.log";
+    for (int i = 0; i < 6000 && bytes_of(log.string()).find("step 10/") == std::string::npos; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    sweep.signal(SIGTERM);
+    const ProcResult r = sweep.wait();
+    CAPTURE(r.out);
+    REQUIRE(r.code == 130);
+    REQUIRE(fs::exists(d.path / "out/seed=0/checkpoint.h5"));
+    return RunLog::open_read((d.path / "out/seed=0/run.h5").string()).attr_int("threads");
+  };
+  const int64_t half = interrupted("2");
+  CHECK(half == available_cores() / 2);
+  // Relaunched with --jobs 1 (all cores): it resumes with its own count, and says so.
+  const ProcResult more = d.run("sweep s.ini --train.steps 20 --jobs 1");
+  CAPTURE(more.out);
+  CAPTURE(more.err);
+  CHECK(more.code == 0);
+  CHECK(more.out.find("resume seed=0") != std::string::npos);
+  CHECK(more.out.find("with its recorded " + std::to_string(half) + " thread") != std::string::npos);
+  CHECK(RunLog::open_read((d.path / "out/seed=0/run.h5").string()).attr_int("threads") == half);
+  const std::string output = d.read("out/logs/seed=0.log");
+  const std::string resumed = output.substr(output.rfind("training "));
+  CHECK(resumed.find(", " + std::to_string(half) + " thread") != std::string::npos);  // what it ran with
+
+  // Started with all cores, relaunched with --jobs 2: refused, naming the run and the --jobs it needs.
+  fs::remove_all(d.path / "out");
+  const int64_t all = interrupted("1");
+  CHECK(all == available_cores());
+  const std::string log_before = d.read("out/seed=0/run.h5");
+  for (const char* args : {"sweep s.ini --train.steps 20 --jobs 2", "sweep s.ini --train.steps 20 --jobs 2 --dry-run"}) {
+    const ProcResult r = d.run(args);
+    CAPTURE(r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err.find("run 'seed=0' was started with " + std::to_string(all) + " threads; --jobs 2 gives each run") !=
+          std::string::npos);
+    CHECK(r.err.find("expected --jobs 1") != std::string::npos);
+  }
+  CHECK(d.read("out/seed=0/run.h5") == log_before);
+}
+
+TEST_CASE("report: a NaN value makes the mean nan (n counts what was averaged); a FIFO is refused, not read") {
+  Dir d("nan");
+  d.write("text.txt", std::string(400, 'a') + "in the beginning god created the heaven and the earth\n");
+  const std::string train =
+      "train --quiet --data.task text --data.path text.txt --data.seq_len 16 --model.d_model 16 --model.n_layers 1 "
+      "--model.n_heads 2 --train.steps 2 --train.batch_size 2 --train.eval_batch_size 2 --train.eval_every 2";
+  REQUIRE(d.run(train + " --run.out r/seed0").code == 0);
+  REQUIRE(d.run(train + " --run.out r/seed1 --train.seed 1").code == 0);
+  const ProcResult before = d.run("report r/seed0 r/seed1 --format csv");
+  REQUIRE(before.code == 0);
+  {
+    RunLog log = RunLog::open_append((d.path / "r/seed1/run.h5").string());
+    log.set_final("eval_loss", std::nan(""));
+    log.close();
+  }
+  const ProcResult r = d.run("report r/seed0 r/seed1 --format csv");
+  CAPTURE(before.out);
+  CAPTURE(r.out);
+  CAPTURE(r.err);
+  REQUIRE(r.code == 0);
+  // level,run,attention,n,params,steps,tokens,train_loss,train_loss_std,eval_loss,eval_loss_std,...
+  const std::string row = r.out.substr(r.out.find("\nconfiguration,") + 1);
+  std::vector<std::string> f;
+  for (size_t b = 0, e; b <= row.size(); b = e + 1) {
+    e = std::min(row.find(',', b), row.find('\n', b));
+    if (e == std::string::npos) e = row.size();
+    f.push_back(row.substr(b, e - b));
+    if (row[e] == '\n' || e == row.size()) break;
+  }
+  REQUIRE(f.size() > 10);
+  CHECK(f[3] == "2");      // n: both runs ...
+  CHECK(f[9] == "nan");    // ... and their mean eval loss is nan, not the other seed's value
+  CHECK(f[10] == "nan");
+  CHECK(f[7] != "nan");    // the train loss has no NaN
+  const ProcResult text = d.run("report r/seed0 r/seed1");
+  CHECK(text.out.find("nan") != std::string::npos);
+
+  REQUIRE(::mkfifo((d.path / "fifo.h5").c_str(), 0644) == 0);
+  const ProcResult fifo = d.run("report fifo.h5");
+  CAPTURE(fifo.out);
+  CHECK(fifo.code == 2);
+  CHECK(fifo.out.find("is not a regular file") != std::string::npos);
+}
+
+TEST_CASE("plot: matplotlib is blamed only when it is missing, and a failed script's exit says what was written") {
+  Dir d("plotexit");
+  d.write("text.txt", std::string(400, 'a') + "in the beginning god created the heaven and the earth\n");
+  REQUIRE(d.run("train --quiet --data.task text --data.path text.txt --data.seq_len 16 --model.d_model 16 "
+                "--model.n_layers 1 --model.n_heads 2 --train.steps 2 --train.batch_size 2 --train.eval_batch_size 2 "
+                "--train.eval_every 2 --run.out run")
+              .code == 0);
+  // A python without matplotlib: refused before anything is written.
+  d.write("no_mpl.sh", "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'matplotlib'\" >&2\nexit 1\n");
+  // A python with everything, whose script fails after drawing one figure.
+  d.write("fails.sh", "#!/bin/sh\n[ \"$1\" = -c ] && exit 0\ntouch \"$2/curves.png\"\necho 'OSError: disk quota' >&2\nexit 1\n");
+  fs::permissions(d.path / "no_mpl.sh", fs::perms::owner_all);
+  fs::permissions(d.path / "fails.sh", fs::perms::owner_all);
+  SpawnOptions o;
+  o.env = {"MTALAB_PYTHON=" + (d.path / "no_mpl.sh").string()};
+  const ProcResult missing = d.run("plot run --out plots", o);
+  CAPTURE(missing.err);
+  CHECK(missing.code == 2);
+  CHECK(missing.err.find("cannot import matplotlib") != std::string::npos);
+  CHECK(missing.err.find("nothing was written") != std::string::npos);
+  CHECK(!fs::exists(d.path / "plots"));
+  o.env = {"MTALAB_PYTHON=" + (d.path / "fails.sh").string()};
+  const ProcResult failed = d.run("plot run --out plots", o);
+  CAPTURE(failed.err);
+  CHECK(failed.code == 1);
+  CHECK(failed.err.find("matplotlib") == std::string::npos);
+  CHECK(failed.err.find("OSError: disk quota") != std::string::npos);
+  CHECK(failed.err.find("held: curves.png, report.csv, runs.tsv (no index.html)") != std::string::npos);
 }
