@@ -63,10 +63,29 @@ void validate(const NeedleConfig& c) {
     if (!(d >= 0 && d <= 1)) bad("option --task.depths: " + std::to_string(d) + " is not in [0, 1]");
 }
 
+namespace {
+
+// "a,b,c" split at every comma: an empty item (a trailing or doubled comma) is kept so that
+// it is refused, not dropped.
+std::vector<std::string> list_items(const std::string& s) {
+  std::vector<std::string> out;
+  size_t b = 0;
+  for (size_t e; (e = s.find(',', b)) != std::string::npos; b = e + 1) out.push_back(s.substr(b, e - b));
+  out.push_back(s.substr(b));
+  return out;
+}
+
+template <class T>
+void refuse_duplicate(const std::vector<T>& seen, T v, const std::string& item, const std::string& option) {
+  if (std::find(seen.begin(), seen.end(), v) != seen.end())
+    throw InputError("option --" + option + ": '" + item + "' is listed twice (expected each value once)");
+}
+
+}  // namespace
+
 std::vector<int> parse_int_list(const std::string& s, const std::string& option) {
   std::vector<int> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) {
+  for (const std::string& item : list_items(s)) {
     size_t used = 0;
     int v = 0;
     try {
@@ -76,6 +95,7 @@ std::vector<int> parse_int_list(const std::string& s, const std::string& option)
     }
     if (used == 0 || used != item.size() || v < 1)
       throw InputError("option --" + option + ": '" + item + "' is not a positive integer (expected a list like 128,256)");
+    refuse_duplicate(out, v, item, option);
     out.push_back(v);
   }
   return out;
@@ -83,8 +103,7 @@ std::vector<int> parse_int_list(const std::string& s, const std::string& option)
 
 std::vector<double> parse_depth_list(const std::string& s, const std::string& option) {
   std::vector<double> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) {
+  for (const std::string& item : list_items(s)) {
     size_t used = 0;
     double v = -1;
     try {
@@ -94,6 +113,7 @@ std::vector<double> parse_depth_list(const std::string& s, const std::string& op
     }
     if (used == 0 || used != item.size() || !(v >= 0 && v <= 1))
       throw InputError("option --" + option + ": '" + item + "' is not a depth in [0, 1] (expected a list like 0,0.5,1)");
+    refuse_duplicate(out, v, item, option);
     out.push_back(v);
   }
   return out;

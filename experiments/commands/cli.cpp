@@ -1,8 +1,10 @@
 #include "experiments/commands/cli.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <csignal>
 #include <cstring>
@@ -17,6 +19,7 @@
 #include "autograd/errors.h"
 #include "experiments/run/atomic_file.h"
 #include "experiments/run/checkpoint_file.h"
+#include "experiments/run/fault_injection.h"
 #include "experiments/train/config.h"
 #include "experiments/commands/generate.h"
 #include "experiments/train/memory_check.h"
@@ -463,6 +466,23 @@ int cmd_report(int argc, char** argv) {
   return 0;
 }
 
+// Runs ARGS as a child (its output on ours) and returns its exit code (127: could not be
+// started; 128 + N: killed by signal N).
+int run_and_wait(std::vector<std::string> args) {
+  std::vector<char*> argv_c;
+  for (auto& a : args) argv_c.push_back(a.data());
+  argv_c.push_back(nullptr);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execv(argv_c[0], argv_c.data());
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0) throw IoError("cannot run " + args.front() + ": " + errno_text(errno));
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 // `mtalab plot`: the runs grouped as the report groups them, handed to scripts/plot.py.
 int cmd_plot(int argc, char** argv) {
   po::options_description flags("plot");
@@ -486,6 +506,18 @@ int cmd_plot(int argc, char** argv) {
   if (out.empty()) throw InputError("option --out is empty; expected a folder for the figures");
   const auto runs = report_runs(inputs);
   if (runs.empty()) throw InputError("no readable run log among the inputs (expected run.h5 files, run or sweep directories)");
+  const char* script_env = std::getenv("MTALAB_PLOT_SCRIPT");
+  const char* python_env = std::getenv("MTALAB_PYTHON");
+  const std::string script = script_env && *script_env ? script_env : MTALAB_PLOT_SCRIPT;
+  const std::string python = python_env && *python_env ? python_env : "/usr/bin/python3";
+  const std::string title = vm.count("title") ? vm["title"].as<std::string>() : "mtalab: " + inputs.front();
+  // What the script needs, asked before anything is written: matplotlib and h5py are blamed
+  // only when they are what is missing.
+  if (const int m = run_and_wait({python, "-c", "import matplotlib, h5py, numpy"}); m != 0)
+    throw InputError(m == 127 ? "cannot run " + python + " (expected python3; MTALAB_PYTHON names another)"
+                              : python + " cannot import matplotlib, h5py or numpy (its message is above); plot needs "
+                                         "python3-matplotlib and python3-h5py (scripts/setup.sh installs them); "
+                                         "nothing was written");
   std::filesystem::create_directories(out, ec);
   if (ec) throw IoError("cannot create '" + out + "': " + ec.message());
   std::string tsv = "configuration\trun\tlog\tstatus\n";
@@ -496,28 +528,35 @@ int cmd_plot(int argc, char** argv) {
   ro.per_seed = true;
   const std::string csv = format_report(inputs, ro).table;
   replace_file((std::filesystem::path(out) / "report.csv").string(), csv.data(), csv.size());
-  const char* script_env = std::getenv("MTALAB_PLOT_SCRIPT");
-  const char* python_env = std::getenv("MTALAB_PYTHON");
-  std::string script = script_env && *script_env ? script_env : MTALAB_PLOT_SCRIPT;
-  std::string python = python_env && *python_env ? python_env : "/usr/bin/python3";
-  std::string title = vm.count("title") ? vm["title"].as<std::string>() : "mtalab: " + inputs.front();
   std::vector<std::string> args{python, script, out, title};
-  std::vector<char*> argv_c;
-  for (auto& a : args) argv_c.push_back(a.data());
-  argv_c.push_back(nullptr);
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    execv(argv_c[0], argv_c.data());
-    _exit(127);
+  const int code = run_and_wait(args);
+  if (code != 0) {
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(out, ec)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    std::string written;
+    for (const auto& n : names) written += (written.empty() ? "" : ", ") + n;
+    throw std::runtime_error(script + " failed (exit " + std::to_string(code) + "; its message is above) after " +
+                             out + " held: " + written + (std::filesystem::exists(std::filesystem::path(out) / "index.html", ec)
+                                                              ? " (index.html is from an earlier plot)"
+                                                              : " (no index.html)"));
   }
-  int status = 0;
-  if (pid < 0 || waitpid(pid, &status, 0) < 0) throw IoError("cannot run " + python + " " + script);
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
-  if (code != 0)
-    throw InputError(python + " " + script + " failed (exit " + std::to_string(code) +
-                     "); it needs python3-matplotlib and python3-h5py (scripts/setup.sh installs them)");
   return 0;
+}
+
+// A data file exists and is a regular file (train reads it; a sweep only looks).
+void check_data_file(const std::string& path, const char* option) {
+  if (path.empty()) throw InputError(std::string("option ") + option + " is empty; expected a data file");
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    throw InputError(std::string("data file '") + printable(path) + "' (" + option + ") " +
+                     (err == ENOENT ? "does not exist" : "cannot be read: " + errno_text(err)) +
+                     "; expected a readable text file");
+  }
+  if (!S_ISREG(st.st_mode) || ::access(path.c_str(), R_OK) != 0)
+    throw InputError(std::string("data file '") + printable(path) + "' (" + option +
+                     ") is not a readable regular file; expected a text file");
 }
 
 // One run of a sweep checked as `mtalab train` would check it; its options resolved.
@@ -534,11 +573,58 @@ std::map<std::string, std::string> validate_sweep_run(const SweepRun& run) {
   po::options_description none;
   CommandLine cl = parse((int)argv.size(), argv.data(), none);
   const std::string chosen = cl.train.get_string("model.attention");
-  make_train_config(cl.train, cl.variants.at(chosen));
+  const TrainConfig c = make_train_config(cl.train, cl.variants.at(chosen));
   std::set<std::string> given;
   for (auto& [k, v] : cl.given) given.insert(k);
   check_options_take_effect(cl.train, cl.variants.at(chosen), given);
+  // What `mtalab train` checks before its first step, short of reading the data: a run
+  // that is bound to fail is refused with the sweep, not found failed hours later.
+  check_device_exists(c.device, "--train.device");
+  if (c.task == "text") {
+    check_data_file(c.data_path, "data.path");
+    if (!c.val_path.empty()) check_data_file(c.val_path, "data.val_path");
+  }
+  check_training_memory(c);
+  check_variant_fits(c.model);
   return resolved(cl);
+}
+
+// Every option a sweep file sets is one `mtalab train` knows: InputError naming the file and
+// line of the first that is not (before any run is expanded, so it is said once).
+void check_sweep_option_names(const SweepSpec& spec, const po::options_description& declared) {
+  auto check = [&](const std::string& name) {
+    if (declared.find_nothrow(name, false)) return;
+    auto it = spec.where.find(name);
+    const std::string at = it != spec.where.end() ? it->second : spec.file.empty() ? "sweep" : spec.file;
+    throw InputError(at + ": unknown option '" + printable(name) +
+                     "'; expected an option of mtalab train as section.key (mtalab train --help lists them)");
+  };
+  for (const auto& [k, v] : spec.base) check(k);
+  for (const auto& a : spec.axes) check(a.option);
+  for (const auto& c : spec.configurations)
+    for (const auto& [k, v] : c.options) check(k);
+}
+
+// An option given on the command line that an axis or a configuration also sets would be
+// silently replaced in every run: refused, naming both.
+void refuse_shadowed_options(const SweepSpec& spec, const std::map<std::string, std::string>& given) {
+  for (const auto& [k, v] : given) {
+    std::string by;
+    for (const auto& a : spec.axes)
+      if (a.option == k) by = "a sweep axis (" + k + " = " + [&] {
+                                std::string l;
+                                for (const auto& x : a.values) l += (l.empty() ? "" : ", ") + x;
+                                return l;
+                              }() + ")";
+    for (const auto& c : spec.configurations)
+      if (by.empty() && c.options.count(k)) by = "set by [configuration " + c.name + "] to " + c.options.at(k);
+    if (by.empty()) continue;
+    auto it = spec.where.find(k);
+    throw InputError("--" + k + " " + printable(v) + " is given on the command line, but " + k + " is " + by +
+                     (it != spec.where.end() ? " at " + it->second : std::string()) +
+                     ", which would replace it in every run; expected one or the other (--grid " + k + "=" +
+                     printable(v) + " replaces an axis)");
+  }
 }
 
 std::string self_binary() {
@@ -554,6 +640,7 @@ void expand_sweep_request(SweepRequest& req) {
   for (const auto* v : AttentionRegistry::list()) scope.variants.insert(v->name);
   scope.default_variant = OptionValues(train_option_specs(), "").get_string("model.attention");
   req.runs = expand_sweep(req.spec, scope);
+  req.scope = scope;
   req.binary = self_binary();
   req.validate = validate_sweep_run;
 }
@@ -602,10 +689,13 @@ int cmd_sweep(int argc, char** argv) {
   }
   SweepRequest req;
   req.spec = read_sweep_spec(vm["file"].as<std::string>());
+  check_sweep_option_names(req.spec, declared);
+  std::map<std::string, std::string> given_here;
   for (const auto& opt : declared.options())
-    if (vm.count(opt->long_name())) req.spec.base[opt->long_name()] = vm[opt->long_name()].as<std::string>();
+    if (vm.count(opt->long_name())) given_here[opt->long_name()] = req.spec.base[opt->long_name()] = vm[opt->long_name()].as<std::string>();
   if (vm.count("grid"))
     for (const auto& g : vm["grid"].as<std::vector<std::string>>()) set_sweep_axis(req.spec, g);
+  refuse_shadowed_options(req.spec, given_here);
   if (vm.count("sweep.out")) req.spec.out = vm["sweep.out"].as<std::string>();
   if (req.spec.out.empty())
     throw InputError("sweep '" + req.spec.file + "' has no out; expected [sweep] out = DIR or --sweep.out DIR");
@@ -667,7 +757,12 @@ int cmd_sweep_task(int argc, char** argv) {
 }
 
 int fail(int code, const std::string& what) {
-  std::cerr << "mtalab: error: " << printable(what) << "\n";
+  // A message of several lines (one per bad run) keeps its line breaks; anything else that
+  // is not printable is shown as \xNN.
+  std::string shown;
+  size_t b = 0;
+  for (size_t e; (e = what.find('\n', b)) != std::string::npos; b = e + 1) shown += printable(what.substr(b, e - b)) + "\n";
+  std::cerr << "mtalab: error: " << shown << printable(what.substr(b)) << "\n";
   return code;
 }
 
@@ -708,6 +803,7 @@ int mtalab_main(int argc, char** argv) {
     return 2;
   }
   std::signal(SIGPIPE, SIG_IGN);  // a closed pipe is a write error, never a silent death
+  fault::at("main");              // tests: a pause before any command installs its handlers
   const std::string cmd = argv[1];
   try {
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {

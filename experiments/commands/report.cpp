@@ -265,10 +265,13 @@ struct Stat {
   std::vector<double> values;
 };
 
+// Over every run that has the value, NaN included: a seed whose value is NaN makes the mean
+// nan (shown as such), so `n` always counts the runs averaged — never a mean of the others
+// presented as the configuration's.
 Stat stat(const std::vector<const RunRecord*>& runs, Opt RunRecord::*field) {
   Stat s;
   for (const auto* r : runs)
-    if ((r->*field) && std::isfinite(*(r->*field))) s.values.push_back(*(r->*field));
+    if (r->*field) s.values.push_back(*(r->*field));
   if (s.values.empty()) return s;
   double sum = 0;
   for (double v : s.values) sum += v;
@@ -282,7 +285,9 @@ Stat stat(const std::vector<const RunRecord*>& runs, Opt RunRecord::*field) {
 }
 
 std::string fmt(Opt v, const char* f) {
-  if (!v || !std::isfinite(*v)) return "-";
+  if (!v) return "-";
+  if (std::isnan(*v)) return "nan";
+  if (std::isinf(*v)) return *v > 0 ? "inf" : "-inf";
   char buf[64];
   std::snprintf(buf, sizeof buf, f, *v);
   return buf;
@@ -349,6 +354,7 @@ std::string pm(const Stat& s, const char* f, const char* sep = "±") {
 
 std::string signed_fmt(Opt v) {
   if (!v) return "-";
+  if (!std::isfinite(*v)) return fmt(v, "%f");
   char buf[32];
   std::snprintf(buf, sizeof buf, "%+.4f", *v);
   return buf;

@@ -20,6 +20,7 @@
 
 #include "autograd/errors.h"
 #include "experiments/run/atomic_file.h"
+#include "experiments/run/resume.h"
 #include "experiments/run/run_lock.h"
 #include "experiments/run/run_log.h"
 
@@ -53,6 +54,25 @@ std::string hms(double s) {
 }
 
 using Plan = RunPlan;
+
+// The OpenMP threads a run was started with (its log's "threads"; 0 when unknown). Its
+// reductions are split by thread, so a resumed run keeps the count to stay bit for bit.
+int recorded_threads(const std::string& dir) {
+  try {
+    RunLog l = RunLog::open_read((fs::path(dir) / "run.h5").string());
+    auto t = l.find_attr("threads");
+    if (t && std::holds_alternative<int64_t>(*t)) return (int)std::get<int64_t>(*t);
+  } catch (const std::exception&) {
+  }
+  return 0;
+}
+
+std::string bytes_first_line(const std::string& path) {
+  std::ifstream f(path);
+  std::string line;
+  std::getline(f, line);
+  return line;
+}
 
 }  // namespace
 
@@ -148,6 +168,14 @@ pid_t start_sweep_run(const std::vector<std::string>& args, RunPlan::Kind kind, 
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGUSR1, SIG_DFL);
+    // Held until `mtalab train` installs its handlers (install_stop_handlers unblocks them):
+    // a stop signal in between is then a clean stop request, never a default-action death
+    // that the manifest would call a failure.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop, nullptr);
     dup2(fd, 1);
     dup2(fd, 2);
     execvpe(argv[0], argv.data(), envp.data());
@@ -190,6 +218,7 @@ class Sweep {
   SweepResult run() {
     threads_ = sweep_threads_per_job(req_.jobs, requested_threads(), available_cores());
     resolved_ = validate_sweep_runs(req_);
+    check_sweep_identity(req_, resolved_);
     rows_ = sweep_manifest_rows(req_.spec, req_.runs);
     if (req_.dry_run) return dry_run();
     lock_ = RunLock::acquire(req_.spec.out, "mtalab sweep");
@@ -229,11 +258,51 @@ class Sweep {
   SweepResult dry_run() {
     std::printf("sweep %s: %zu runs, %d at once, %d thread%s each\n", req_.spec.out.c_str(), req_.runs.size(),
                 req_.jobs, threads_, threads_ == 1 ? "" : "s");
-    for (size_t i = 0; i < req_.runs.size(); ++i) {
-      const Plan p = plan_sweep_run(dir_of(i), steps_of(i), &rows_[i], req_.retry_failed);
-      std::printf("%s\n", sweep_dry_run_line(req_.runs[i].name, p).c_str());
-    }
+    std::vector<Plan> plans;
+    for (size_t i = 0; i < req_.runs.size(); ++i)
+      plans.push_back(plan_sweep_run(dir_of(i), steps_of(i), &rows_[i], req_.retry_failed));
+    check_resumed_threads(plans);
+    for (size_t i = 0; i < req_.runs.size(); ++i)
+      std::printf("%s%s\n", sweep_dry_run_line(req_.runs[i].name, plans[i]).c_str(), thread_note(i, plans[i]).c_str());
     return result_;
+  }
+
+  // The threads a run is started with: a resumed run's recorded count when the sweep does
+  // not set train.threads (check_resumed_threads refused any count above this --jobs').
+  int threads_for(size_t i, const Plan& p) const {
+    if (p.kind != Plan::resume || req_.spec.base.count("train.threads")) return threads_;
+    const int t = recorded_threads(dir_of(i));
+    return t > 0 ? t : threads_;
+  }
+
+  std::string thread_note(size_t i, const Plan& p) const {
+    const int t = threads_for(i, p);
+    if (t == threads_) return "";
+    return " (with its recorded " + std::to_string(t) + " thread" + (t == 1 ? "" : "s") + ", bit for bit; --jobs " +
+           std::to_string(req_.jobs) + " gives " + std::to_string(threads_) + ")";
+  }
+
+  // A relaunch with another --jobs must not change a resumed run's thread count silently:
+  // fewer threads than it had would oversubscribe nothing, so it keeps its own; more than
+  // this --jobs leaves each run is refused, naming the run and the --jobs it needs.
+  void check_resumed_threads(const std::vector<Plan>& plans) const {
+    if (req_.spec.base.count("train.threads")) return;  // given explicitly: a recorded option change
+    std::string errors;
+    int bad = 0, need = req_.jobs;
+    for (size_t i = 0; i < plans.size(); ++i) {
+      if (plans[i].kind != Plan::resume) continue;
+      const int t = recorded_threads(dir_of(i));
+      if (t <= threads_) continue;
+      need = std::min(need, std::max(1, available_cores() / t));
+      if (++bad <= 20)
+        errors += "\n  run '" + req_.runs[i].name + "' was started with " + std::to_string(t) + " threads; --jobs " +
+                  std::to_string(req_.jobs) + " gives each run " + std::to_string(threads_);
+    }
+    if (bad > 0)
+      throw InputError(std::to_string(bad) + " run" + (bad == 1 ? "" : "s") +
+                       " to resume would change thread count, and so would no longer be bit for bit (nothing was run):" +
+                       errors + "\n  expected --jobs " + std::to_string(need) +
+                       " (or --train.threads N to change it, recorded in each run's log)");
   }
 
   // Runs of an earlier sweep that was killed stop after their current step (they get
@@ -272,6 +341,7 @@ class Sweep {
         queue_.push_back(i);
       }
     }
+    check_resumed_threads(plans_);
     // Seed by seed: every configuration's first seed runs before any second one, so a sweep
     // stopped half-way already compares every configuration.
     std::stable_sort(queue_.begin(), queue_.end(),
@@ -321,16 +391,17 @@ class Sweep {
   void launch(size_t i) {
     const SweepRun& r = req_.runs[i];
     const Plan& p = plans_[i];
+    const std::string note = thread_note(i, p);
     const pid_t pid = start_sweep_run(sweep_train_args(req_.binary, dir_of(i), r, p.kind), p.kind,
-                                      (fs::path(req_.spec.out) / log_of(i)).string(), threads_);
+                                      (fs::path(req_.spec.out) / log_of(i)).string(), threads_for(i, p), note);
     jobs_.push_back({i, pid, Clock::now()});
     ++rows_[i].attempts;
     rows_[i].status = "running";
     rows_[i].exit_code = -1;
     ++started_;
-    std::printf("[%d/%d] %s %s (pid %d, log %s/%s)\n", started_, todo_,
+    std::printf("[%d/%d] %s %s (pid %d, log %s/%s)%s\n", started_, todo_,
                 p.kind == Plan::resume ? "resume" : p.kind == Plan::restart ? "restart" : "start", r.name.c_str(), pid,
-                req_.spec.out.c_str(), log_of(i).c_str());
+                req_.spec.out.c_str(), log_of(i).c_str(), note.c_str());
     std::fflush(stdout);
     write_manifest();
   }
@@ -346,7 +417,11 @@ class Sweep {
     ManifestRow& m = rows_[j.run];
     m.exit_code = code;
     m.wall_s += wall;
-    m.status = sweep_status_for_exit(code);
+    // A run the sweep asked to stop is interrupted however it ended (a second signal's
+    // default action included): the relaunch resumes it.
+    const bool our_stop = forwarded_ > 0 && WIFSIGNALED(status) &&
+                          (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGINT);
+    m.status = our_stop ? "interrupted" : sweep_status_for_exit(code);
     ++ended_;
     if (m.status == "finished") {
       ++result_.finished;
@@ -507,12 +582,30 @@ void write_sweep_manifest(const std::string& sweep_dir, const std::vector<std::s
   replace_file(sweep_manifest_path(sweep_dir), s.data(), s.size());
 }
 
+namespace {
+
+// Every file a run's directory will hold fits PATH_MAX, each component NAME_MAX.
+void check_run_paths(const std::string& dir) {
+  std::error_code ec;
+  const fs::path longest = fs::absolute(fs::path(dir) / "checkpoint_diverged.h5.tmp", ec);
+  for (const auto& part : longest)
+    if (part.native().size() > 255)
+      throw InputError("path component '" + part.native().substr(0, 40) + "...' of " + dir + " is " +
+                       std::to_string(part.native().size()) + " bytes; expected at most 255 (NAME_MAX)");
+  if (longest.native().size() >= 4096)
+    throw InputError("the run's files would have paths of " + std::to_string(longest.native().size()) + " bytes (" +
+                     dir + "/checkpoint_diverged.h5.tmp); expected under 4096 (PATH_MAX): a shorter out or run name");
+}
+
+}  // namespace
+
 std::vector<std::map<std::string, std::string>> validate_sweep_runs(const SweepRequest& req) {
   std::vector<std::map<std::string, std::string>> resolved;
   std::string errors;
   int bad = 0;
   for (const auto& r : req.runs) {
     try {
+      check_run_paths(sweep_run_dir(req.spec, r));
       resolved.push_back(req.validate(r));
     } catch (const InputError& e) {
       resolved.emplace_back();
@@ -523,6 +616,99 @@ std::vector<std::map<std::string, std::string>> validate_sweep_runs(const SweepR
     throw InputError(std::to_string(bad) + " of " + std::to_string(req.runs.size()) +
                      " runs of the sweep are invalid (nothing was run):" + errors);
   return resolved;
+}
+
+namespace {
+
+// The options that name a sweep's runs: the axes with more than one value, the seeds, and
+// whether configurations lead the names.
+std::vector<std::string> naming_options(const SweepSpec& spec) {
+  std::vector<std::string> out;
+  for (const auto& a : spec.axes)
+    if (a.values.size() > 1 || a.option == "train.seed") out.push_back(a.option);
+  std::sort(out.begin(), out.end());
+  if (!spec.configurations.empty()) out.push_back("[configuration ...]");
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : ", ") + x;
+  return out.empty() ? "nothing" : out;
+}
+
+std::string shown(const std::string& v) { return v.empty() ? "''" : v; }
+
+}  // namespace
+
+std::vector<std::string> sweep_identity_differences(const SweepSpec& owner, const SweepSpec& now,
+                                                    const VariantScope& scope) {
+  std::vector<std::string> out;
+  const auto a = naming_options(owner), b = naming_options(now);
+  if (a != b) out.push_back("its runs are named by " + joined(a) + " there, by " + joined(b) + " here");
+  std::map<std::string, const SweepRun*> mine;
+  const auto old_runs = expand_sweep(owner, scope), new_runs = expand_sweep(now, scope);
+  for (const auto& r : old_runs) mine[r.name] = &r;
+  std::set<std::string> said;
+  for (const auto& r : new_runs) {
+    auto it = mine.find(r.name);
+    if (it == mine.end()) continue;
+    for (const auto& d : defining_differences(it->second->options, r.options))
+      if (said.insert(d.option).second)
+        out.push_back(d.option + " is " + shown(d.was) + " there, " + shown(d.now) + " here (e.g. run '" + r.name +
+                      "'; it defines the " + d.defines + ")");
+  }
+  return out;
+}
+
+void check_sweep_identity(const SweepRequest& req, const std::vector<std::map<std::string, std::string>>& resolved) {
+  const fs::path ini = fs::path(req.spec.out) / "sweep.ini";
+  std::error_code ec;
+  if (fs::exists(ini, ec)) {
+    SweepSpec owner;
+    try {
+      owner = read_sweep_spec(ini.string());
+    } catch (const InputError& e) {
+      throw InputError("sweep directory " + req.spec.out + " holds a sweep.ini that cannot be read (" + e.what() +
+                       "); expected the sweep.ini mtalab sweep wrote, or another out");
+    }
+    const auto diffs = sweep_identity_differences(owner, req.spec, req.scope);
+    if (!diffs.empty()) {
+      std::string from = owner.file;
+      if (auto p = bytes_first_line(ini.string()); p.find("(from ") != std::string::npos)
+        from = p.substr(p.find("(from ") + 6, p.rfind(')') - p.find("(from ") - 6);
+      std::string lines;
+      for (const auto& d : diffs) lines += "\n  " + d;
+      throw InputError("sweep directory " + req.spec.out + " belongs to another sweep (" + from + ", its sweep.ini): " +
+                       std::to_string(diffs.size()) + " difference" + (diffs.size() == 1 ? "" : "s") + " from " +
+                       (req.spec.file.empty() ? std::string("this sweep") : req.spec.file) + ":" + lines +
+                       "\n  expected the same sweep (only tunable options such as train.steps or train.lr, more "
+                       "seeds, axis values or configurations may change), or another out (nothing was run)");
+    }
+  }
+  std::string errors;
+  int bad = 0;
+  for (size_t i = 0; i < req.runs.size() && i < resolved.size(); ++i) {
+    const std::string log = (fs::path(sweep_run_dir(req.spec, req.runs[i])) / "run.h5").string();
+    if (!fs::exists(log, ec)) continue;
+    LoggedRun run;
+    try {
+      run = read_logged_run(log);
+    } catch (const std::exception&) {
+      continue;  // unreadable: plan_sweep_run says what happens to it
+    }
+    const auto diffs = defining_differences(run.options, resolved[i]);
+    if (diffs.empty()) continue;
+    const auto& d = diffs.front();
+    if (++bad <= 20)
+      errors += "\n  run '" + req.runs[i].name + "': " + d.option + " is " + shown(d.now) + " in the sweep, but " + log +
+                " was trained with " + shown(d.was) + " (it defines the " + d.defines + ")" +
+                (diffs.size() > 1 ? " and " + std::to_string(diffs.size() - 1) + " more" : "");
+  }
+  if (bad > 0)
+    throw InputError(std::to_string(bad) + " of the sweep's runs in " + req.spec.out +
+                     " are of another model or data than the sweep asks for (nothing was run):" + errors +
+                     "\n  expected the sweep they were trained in, or another out");
 }
 
 SweepResult run_sweep(const SweepRequest& req) { return Sweep(req).run(); }

@@ -30,6 +30,7 @@ struct SweepRequest {
   bool retry_failed = false;
   bool dry_run = false;  // print what would run, run nothing
   std::string binary;    // the mtalab executable the runs are started with
+  VariantScope scope;    // how req.spec expanded into req.runs (to expand sweep.ini alike)
   // Checks one run's options as `mtalab train` would and returns them resolved (every
   // option with its value); InputError naming what is wrong.
   std::function<std::map<std::string, std::string>(const SweepRun&)> validate;
@@ -48,6 +49,20 @@ SweepResult run_sweep(const SweepRequest& req);
 // Every run's options resolved by req.validate; one InputError listing every bad run (and
 // its option) when any is bad, before anything is written.
 std::vector<std::map<std::string, std::string>> validate_sweep_runs(const SweepRequest& req);
+
+// A sweep knows its runs by what they are. InputError (nothing written) when the sweep
+// directory belongs to another sweep — its sweep.ini names runs by other options, or a run
+// both share differs in an option that defines the model or the data — or when a run
+// directory's log records a model or data option other than what the sweep now asks for
+// it (naming the run, the option and both values). Options that may change (steps, the lr
+// schedule, eval cadence: config.h OptionRole::tunable) follow the resume rules.
+void check_sweep_identity(const SweepRequest& req, const std::vector<std::map<std::string, std::string>>& resolved);
+
+// What makes `now` another sweep than `owner` (the sweep.ini of the directory): one line
+// per difference; empty when `now` is the same sweep, perhaps grown (more seeds, more axis
+// values or configurations) or with other tunable options.
+std::vector<std::string> sweep_identity_differences(const SweepSpec& owner, const SweepSpec& now,
+                                                    const VariantScope& scope);
 
 // Threads for each of `jobs` runs on this machine's cores; InputError when jobs × threads
 // would exceed the cores (`threads` 0: split the cores evenly).

@@ -325,6 +325,7 @@ class SlurmSubmit {
 
   SweepResult run(bool wait) {
     resolved_ = validate_sweep_runs(req_);
+    check_sweep_identity(req_, resolved_);
     if (!req_.dry_run) require_slurm_clients();
     cpus_ = o_.cpus > 0 ? o_.cpus : threads_setting();
     std::error_code ec;

@@ -1,6 +1,7 @@
 #include "experiments/commands/sweep_spec.h"
 
 #include <cctype>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -53,7 +54,12 @@ SweepAxis seed_axis(int64_t count, const std::map<std::string, std::string>& bas
 }
 
 void add_axis(SweepSpec& spec, const std::string& option, const std::string& list, const std::string& where) {
-  SweepAxis a{option, split_sweep_values(list)};
+  SweepAxis a{option, {}};
+  try {
+    a.values = split_sweep_values(list);
+  } catch (const InputError& e) {
+    throw InputError(where + ": " + e.what());
+  }
   if (a.values.empty()) throw InputError(where + ": axis '" + option + "' has no values; expected v1, v2, ...");
   std::set<std::string> seen;
   for (const auto& v : a.values)
@@ -110,12 +116,39 @@ void drop_other_variants(std::map<std::string, std::string>& options, const Vari
 
 }  // namespace
 
+void check_sweep_run_name(const std::string& name, const std::string& what) {
+  auto refuse = [&](const std::string& why) {
+    std::string shown;
+    for (unsigned char c : name.substr(0, 60)) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      shown += (c < 0x20 || c == 0x7f) ? std::string(buf) : std::string(1, (char)c);
+    }
+    throw InputError(what + " '" + shown + (name.size() > 60 ? "...'" : "'") + " " + why +
+                     "; expected a name that can be a directory of its own (letters, digits, ._+-:, at most " +
+                     std::to_string(kMaxRunName) + " bytes)");
+  };
+  if (name.empty()) refuse("is empty");
+  if (name == "." || name == "..") refuse("is a path of its own ('.' is the sweep directory, '..' its parent)");
+  for (unsigned char c : name) {
+    if (c == '/') refuse("holds a '/'");
+    if (c < 0x20 || c == 0x7f) refuse("holds a control character");
+  }
+  // logs/<name>.log is the longest file name the sweep makes from it.
+  if (name.size() > kMaxRunName)
+    refuse("is " + std::to_string(name.size()) + " bytes, " + std::to_string(name.size() + 4) +
+           " with the .log of its output file (NAME_MAX is 255)");
+}
+
 std::vector<std::string> split_sweep_values(const std::string& list) {
   std::vector<std::string> out;
   std::string cur;
   bool quoted = false, any = false;
   for (char c : list) {
     if (c == '"') {
+      if (!quoted && (any || !trim(cur).empty()))
+        throw InputError("a quote inside the value '" + trim(cur) + "' in '" + list +
+                         "'; expected a value quoted as a whole: \"...\"");
       quoted = !quoted;
       any = true;
     } else if (c == ',' && !quoted) {
@@ -124,6 +157,9 @@ std::vector<std::string> split_sweep_values(const std::string& list) {
       any = false;
     } else if (!any || quoted) {
       cur += c;
+    } else if (c != ' ' && c != '\t' && c != '\r') {
+      throw InputError("text after the closing quote of \"" + cur + "\" in '" + list +
+                       "'; expected a comma (or the text inside the quotes)");
     }
   }
   if (quoted) throw InputError("unbalanced quote in '" + list + "'");
@@ -156,6 +192,11 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& file) {
         const std::string name = trim(section.substr(14));
         if (name.empty() || safe(name) != name)
           throw InputError(where + ": configuration name '" + name + "'; expected letters, digits and ._+-:");
+        try {
+          check_sweep_run_name(name, "configuration name");
+        } catch (const InputError& e) {
+          throw InputError(where + ": " + e.what());
+        }
         if (!configs.insert(name).second) throw InputError(where + ": configuration '" + name + "' is defined twice");
         spec.configurations.push_back({name, {}});
       }
@@ -166,11 +207,18 @@ SweepSpec parse_sweep_spec(const std::string& text, const std::string& file) {
       throw InputError(where + ": '" + line + "'; expected key = value under a [section]");
     const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
     if (key.empty()) throw InputError(where + ": '" + line + "' has no key");
+    if (section == "sweep" || starts_with(section, "configuration ")) {
+      if (key != "out" && key != "seeds") spec.where.emplace(key, where);
+    } else if (section != "slurm") {
+      spec.where.emplace(section + "." + key, where);
+    }
     if (section == "sweep") {
       if (key == "out") {
         if (value.empty()) throw InputError(where + ": out is empty; expected the sweep's directory");
+        if (!spec.out.empty()) throw InputError(where + ": out is set twice; expected one sweep directory");
         spec.out = value;
       } else if (key == "seeds") {
+        if (seeds > 0) throw InputError(where + ": seeds is set twice; expected one number of seeds");
         seeds = parse_count(value, where);
       } else {
         if (key.find('.') == std::string::npos)
@@ -261,6 +309,7 @@ std::vector<SweepRun> expand_sweep(const SweepSpec& spec, const VariantScope& sc
       r.configuration = config.empty() ? "base" : config;
       r.name = config.empty() ? (seed_part.empty() ? "base" : seed_part)
                               : (seed_part.empty() ? config : config + "," + seed_part);
+      check_sweep_run_name(r.name, "run name");
       if (auto it = names.find(r.name); it != names.end()) {
         // The same run twice: an axis of another variant (softmax x mta.cq) collapses.
         if (it->second != r.options) throw InputError("two different runs of the sweep are both named '" + r.name + "'");

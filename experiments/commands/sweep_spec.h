@@ -43,6 +43,7 @@ struct SweepSpec {
   std::vector<SweepAxis> axes;  // the seed axis, if any, is last
   std::vector<SweepConfiguration> configurations;
   std::map<std::string, std::string> slurm;  // [slurm] key = value, checked by the Slurm launcher
+  std::map<std::string, std::string> where;  // option -> "file:line" first setting it (for messages)
 };
 
 struct SweepRun {
@@ -75,6 +76,12 @@ std::vector<SweepRun> expand_sweep(const SweepSpec& spec, const VariantScope& sc
 // The sweep as a file read_sweep_spec() reads back (written beside the runs, so the sweep
 // directory says what it holds even after the checked-in file changed).
 std::string sweep_spec_text(const SweepSpec& spec);
+
+// A run's (or configuration's) name becomes a directory <out>/<name>/ and a file
+// <out>/logs/<name>.log: InputError naming `what` unless it is one path component that is
+// not '.' or '..', holds no control character and fits NAME_MAX with the ".log".
+constexpr size_t kMaxRunName = 255 - 4;
+void check_sweep_run_name(const std::string& name, const std::string& what);
 
 // Splits "a, b, \"c,d\"" into its trimmed values.
 std::vector<std::string> split_sweep_values(const std::string& list);

@@ -13,7 +13,8 @@
 // Several faults are separated by commas. The points: "<name>_write" and "<name>_rename"
 // for each whole-file write (atomic_file.h; names "log" and "ckpt"), and "startup" in the
 // trainer between building the model and touching the run directory, "train_step" at the
-// start of every optimizer step. Without MTALAB_FAULT
+// start of every optimizer step, and "main" as the mtalab command starts (before any
+// command installs its signal handlers). Without MTALAB_FAULT
 // (always, outside tests) a point costs one branch.
 #pragma once
 

@@ -80,6 +80,21 @@ void store_options(CheckpointData& ck, const std::map<std::string, std::string>&
   for (auto& [k, v] : options) ck.strings[kOptionPrefix + k] = v;
 }
 
+std::vector<OptionDifference> defining_differences(const std::map<std::string, std::string>& was,
+                                                   const std::map<std::string, std::string>& now) {
+  std::set<std::string> names;
+  for (auto& [k, v] : was) names.insert(k);
+  for (auto& [k, v] : now) names.insert(k);
+  std::vector<OptionDifference> out;
+  for (const auto& name : names) {
+    const OptionRole role = option_role(name);
+    if (role == OptionRole::tunable) continue;
+    const std::string a = logged_value(was, name), b = logged_value(now, name);
+    if (a != b) out.push_back({name, a, b, role == OptionRole::model ? "model" : "data"});
+  }
+  return out;
+}
+
 std::vector<RunLog::OptionChange> resumed_option_changes(const LoggedRun& run,
                                                          const std::map<std::string, std::string>& now,
                                                          int64_t step) {

@@ -33,6 +33,15 @@ std::map<std::string, std::string> logged_options(const RunLog& log);
 std::map<std::string, std::string> checkpoint_options(const CheckpointData& ck);
 void store_options(CheckpointData& ck, const std::map<std::string, std::string>& options);
 
+// An option that defines the model or the data (config.h: OptionRole) and differs between
+// two sets of options, either of which may leave it at its default.
+struct OptionDifference {
+  std::string option, was, now;
+  const char* defines;  // "model" or "data"
+};
+std::vector<OptionDifference> defining_differences(const std::map<std::string, std::string>& was,
+                                                   const std::map<std::string, std::string>& now);
+
 // The changes of tunable options (config.h: OptionRole) between the run as logged and the
 // options now given, to be recorded in the log at `step`. InputError naming the option and
 // both values for an option that defines the model or the data: a resumed run keeps them.

@@ -1,5 +1,6 @@
 #include "experiments/run/stop_signal.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -50,6 +51,13 @@ void install_stop_handlers() {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // A launcher (mtalab sweep) starts runs with the stop signals blocked so that one sent
+  // before this point waits for the handlers; it is delivered here, as a stop request.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  sigprocmask(SIG_UNBLOCK, &stop, nullptr);
 }
 
 int stop_signal() { return g_signal; }

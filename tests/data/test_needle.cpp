@@ -97,6 +97,16 @@ TEST_CASE("needle: options that cannot make an example are refused, naming the o
                        InputError);
   CHECK_THROWS_WITH_AS(parse_int_list("128,x", "task.lengths"), doctest::Contains("'x' is not a positive integer"),
                        InputError);
+  // A trailing or doubled comma and a value listed twice (issue 19): refused, not dropped or run twice.
+  CHECK_THROWS_WITH_AS(parse_int_list("128,", "task.lengths"), doctest::Contains("'' is not a positive integer"),
+                       InputError);
+  CHECK_THROWS_WITH_AS(parse_int_list("128,,256", "task.lengths"), doctest::Contains("'' is not a positive integer"),
+                       InputError);
+  CHECK_THROWS_WITH_AS(parse_int_list("128,256,128", "task.lengths"),
+                       doctest::Contains("--task.lengths: '128' is listed twice"), InputError);
+  CHECK_THROWS_WITH_AS(parse_depth_list("0,0.5,0.50", "task.depths"),
+                       doctest::Contains("--task.depths: '0.50' is listed twice"), InputError);
+  CHECK(parse_int_list("128,256", "task.lengths") == std::vector<int>{128, 256});
   CHECK_THROWS_WITH_AS(NeedleTask(config(2, false), text_of('#', 100), text_of('~', 2000), 1),
                        doctest::Contains("expected more than --task.context=256"), InputError);
 }
