@@ -270,7 +270,10 @@ int cmd_train(int argc, char** argv) {
   req.overwrite = cl.flags.count("overwrite") > 0;
   req.resume = cl.flags.count("resume") > 0;
   req.quiet = cl.flags.count("quiet") > 0;
-  if (cl.flags.count("init-from")) req.init_from = flag_value(cl, "init-from");
+  if (cl.flags.count("init-from") && cl.given.count("train.init_from"))
+    throw InputError("--init-from and --train.init_from cannot be combined (they are the same option)");
+  if (cl.flags.count("init-from")) req.init_from = req.options["train.init_from"] = flag_value(cl, "init-from");
+  else if (!req.resume) req.init_from = cl.train.get_string("train.init_from");  // a resumed run has its checkpoint
   std::set<std::string> given;
   for (auto& [k, v] : cl.given) given.insert(k);
   check_options_take_effect(cl.train, cl.variants.at(chosen), given);

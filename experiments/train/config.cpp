@@ -78,6 +78,9 @@ std::vector<OptionSpec> make_train_option_specs() {
       S::Int("train.log_every", 10, "progress line and /train row every N steps", 1, 1LL << 40),
       S::Int("train.checkpoint_every", 0, "also checkpoint every N steps (0: at evaluations and the end)", 0, 1LL << 40),
       S::Int("train.seed", 0, "seed for initialisation, data order and dropout", 0, 1LL << 62),
+      S::String("train.init_from", "",
+                "start from the parameters this checkpoint shares with the model, the others at their init (a "
+                "retrofit; the same as --init-from, and what a sweep file sets; ignored by --resume)"),
       S::Int("train.threads", 0, "CPU threads (0: OMP_NUM_THREADS or all cores)", 0, 4096),
       S::Float("train.dist_timeout", 60.0,
                "with several ranks (mpirun/srun): seconds any one exchange may wait for another rank before the "

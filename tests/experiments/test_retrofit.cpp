@@ -167,4 +167,24 @@ TEST_CASE("retrofit: a shared parameter of another shape exits 2 naming it; an M
   RunLog log = RunLog::open_read(t.dir / "back/run.h5");
   CHECK(attr(log, "init_from.unused").find("layers.0.attention.kq_kernel") != std::string::npos);
   CHECK(attr(log, "init_from.kept_init") == "");
+
+  // The option a sweep file sets (--train.init_from) is the flag; both at once are refused.
+  const ProcResult opt = run_mtalab(t.dir.path, "train --run.out opt --train.steps 1 --train.init_from mta/checkpoint.h5" +
+                                                    kModel + " --model.attention mta --mta.kq_layers all");
+  CAPTURE(opt.err);
+  REQUIRE(opt.code == 0);
+  RunLog ol = RunLog::open_read(t.dir / "opt/run.h5");
+  CHECK(attr(ol, "init_from") == "mta/checkpoint.h5");
+  CHECK(attr(ol, "init_from.kept_init") == "");
+  CHECK(attr(ol, "train.init_from") == "mta/checkpoint.h5");
+  CHECK(attr(log, "train.init_from") == "mta/checkpoint.h5");  // the flag is logged as the option
+  const ProcResult both = run_mtalab(t.dir.path, "train --run.out both --train.steps 1 --init-from mta/checkpoint.h5"
+                                                 " --train.init_from mta/checkpoint.h5" + kModel);
+  CHECK(both.code == 2);
+  CHECK(both.err.find("--init-from and --train.init_from cannot be combined") != std::string::npos);
+  // --resume continues from the run's own checkpoint: the option stays as logged.
+  const ProcResult res = run_mtalab(t.dir.path, "train --run.out opt --resume --train.steps 2 --train.init_from mta/checkpoint.h5" +
+                                                    kModel + " --model.attention mta --mta.kq_layers all");
+  CAPTURE(res.err);
+  CHECK(res.code == 0);
 }
