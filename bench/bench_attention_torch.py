@@ -5,9 +5,9 @@ gradient clipping) with attention written as the MTA paper's reference code writ
 materialised [T, T] maps, boolean masks, the key-query convolution as F.pad + grouped
 F.conv2d, head mixing as a 1x1 grouped convolution over heads, group norm and a gate.
 
-    /usr/bin/python3 bench/bench_attention_torch.py <softmax|mta> <T> [tokens] [steps]
+    /usr/bin/python3 bench/bench_attention_torch.py <softmax|mta> <T> [tokens] [steps] [d_model] [layers] [heads]
 prints one line like bench_attention:
-    RESULT <attention> torch T=<T> B=<B> ms=<median ms> tok_s=<tokens/s> peak_tensor_mib=- max_rss_mib=<MiB> loss=<loss>
+    RESULT <attention> torch d=<d> L=<layers> H=<heads> T=<T> B=<B> ms=<median ms> min_ms=<fastest> min_cpu_ms=<least CPU time> tok_s=<tokens/s> peak_tensor_mib=- max_rss_mib=<MiB> loss=<loss>
 MTA's options are mtalab's defaults, i.e. the paper's LM setting: 6x11 kq-conv before and
 after softmax in layers l % 4 == 2, head mixing before and after softmax over all heads in
 every layer, group norm with a scalar gate. Threads: OMP_NUM_THREADS (default 2).
@@ -122,6 +122,9 @@ def main():
     attention, T = sys.argv[1], int(sys.argv[2])
     tokens = int(sys.argv[3]) if len(sys.argv) > 3 else 8192
     steps = int(sys.argv[4]) if len(sys.argv) > 4 else 3
+    global D_MODEL, N_LAYERS, N_HEADS
+    if len(sys.argv) > 7:
+        D_MODEL, N_LAYERS, N_HEADS = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     torch.manual_seed(0)
     B = max(1, tokens // T)
@@ -152,14 +155,15 @@ def main():
         loss_v = loss.item()
 
     step()
-    ms = []
+    ms, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         ms.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
     med = statistics.median(ms)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"RESULT {attention} torch T={T} B={B} ms={med:.1f} tok_s={B * T / (med / 1e3):.0f} "
+    print(f"RESULT {attention} torch d={D_MODEL} L={N_LAYERS} H={N_HEADS} T={T} B={B} ms={med:.2f} min_ms={min(ms):.2f} min_cpu_ms={min(cpu):.2f} tok_s={B * T / (med / 1e3):.0f} "
           f"peak_tensor_mib=- max_rss_mib={rss:.1f} loss={loss_v:.6f}")
 
 

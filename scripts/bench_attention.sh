@@ -1,66 +1,84 @@
 #!/usr/bin/env bash
 # Training-step time and peak memory of fused attention vs the map ops vs PyTorch eager (the
-# MTA reference code's formulation), side by side in one run: a 4-layer, d=256, 4-head
-# model at T = 256, 1024, 2048, 4096 with a fixed number of tokens per step, softmax and
-# MTA (the paper's LM setting). Every configuration runs in its own process (bench/
-# bench_attention.cpp, bench/bench_attention_torch.py), so each peak is its own.
+# MTA reference code's formulation), side by side in one run: a Llama-style model (RMSNorm,
+# RoPE, SwiGLU, tied output, AdamW, clipping) at each shape of SHAPES, softmax and MTA (the
+# paper's LM setting), on each thread count of THREADS. Every configuration runs in its own
+# process (bench/bench_attention.cpp, bench/bench_attention_torch.py), so each peak is its
+# own. The machine may be shared: ROUNDS rounds run every configuration in turn
+# (interleaved, so a burst of load hits all columns alike) and the table takes, per
+# configuration, the fastest step over all rounds.
 #
-#   scripts/bench_attention.sh                     OMP_NUM_THREADS=2, TOKENS=8192, STEPS=3
-#   SEQS="256 1024" TORCH=0 scripts/bench_attention.sh
+#   scripts/bench_attention.sh                       THREADS="1 2", ROUNDS=3, the shapes below
+#   SHAPES="256:4:4:2048:4:3" THREADS=2 ROUNDS=1 scripts/bench_attention.sh
+#   ATTN=softmax TORCH=0 scripts/bench_attention.sh
 #   SAVE=bench/results/attention_cpu.txt scripts/bench_attention.sh   also writes the table there
+# A shape is d_model:layers:heads:T:B:steps (steps timed after one warm-up). The defaults:
+# the toy "find the block" task (experiments/configs/toy_find_block.ini: d 128, 4 layers,
+# 2 heads, T 64, batch 32), d 128 at T 256, d 256 at T 64 and 256 (batch 32), and the
+# paper-like d 256 model at T 1024 (8192 tokens per step). Longer sequences, e.g.
+# SHAPES="256:4:4:2048:4:3 256:4:4:4096:2:3", take minutes per PyTorch MTA step.
 # Needs Debian's python3-torch for the PyTorch column (scripts/setup.sh --with-torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-TOKENS=${TOKENS:-8192}
-STEPS=${STEPS:-3}
-SEQS=${SEQS:-"256 1024 2048 4096"}
+THREADS=${THREADS:-"1 2"}
+ROUNDS=${ROUNDS:-3}
+SHAPES=${SHAPES:-"128:4:2:64:32:20 128:4:2:256:32:8 256:4:4:64:32:10 256:4:4:256:32:5 256:4:4:1024:8:3"}
+ATTN=${ATTN:-"softmax mta"}
+IMPLS=${IMPLS:-"fused maps"}
 TORCH=${TORCH:-1}
 PY=${PYTHON:-/usr/bin/python3}
 scripts/setup.sh $([[ $TORCH == 1 ]] && echo --with-torch) >/dev/null
 BUILD_DIR=$BUILD_DIR scripts/build.sh --target bench_attention >/dev/null
 out=$(mktemp)
-for T in $SEQS; do
-  for att in softmax mta; do
-    for impl in fused maps; do
-      "$BUILD_DIR/bench_attention" --attention $att --impl $impl --seq "$T" --tokens "$TOKENS" --steps "$STEPS" |
-        tee -a "$out"
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+for r in $(seq "$ROUNDS"); do
+  for th in $THREADS; do
+    for sh in $SHAPES; do
+      IFS=: read -r d L H T B S <<<"$sh"
+      for att in $ATTN; do
+        for impl in $IMPLS; do
+          echo "threads=$th round=$r $(OMP_NUM_THREADS=$th "$BUILD_DIR/bench_attention" --attention "$att" --impl "$impl" \
+            --d-model "$d" --layers "$L" --heads "$H" --seq "$T" --tokens $((T * B)) --steps "$S")" | tee -a "$out"
+        done
+        if [[ $TORCH == 1 ]]; then
+          echo "threads=$th round=$r $(OMP_NUM_THREADS=$th "$PY" bench/bench_attention_torch.py "$att" "$T" $((T * B)) "$S" "$d" "$L" "$H")" |
+            tee -a "$out"
+        fi
+      done
     done
-    if [[ $TORCH == 1 ]]; then "$PY" bench/bench_attention_torch.py $att "$T" "$TOKENS" "$STEPS" | tee -a "$out"; fi
   done
 done
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
 table=$(python3 - "$out" <<'PYEOF'
 import sys, collections
-rows = collections.OrderedDict()
+best = collections.OrderedDict()  # (threads, attention, impl, d, L, H, T, B) -> [min ms, max rss]
 for line in open(sys.argv[1]):
-    if not line.startswith("RESULT"): continue
     f = line.split()
-    kv = dict(x.split("=", 1) for x in f[3:])
-    rows[(f[1], f[2], int(kv["T"]))] = kv
-def get(a, i, T, k):
-    r = rows.get((a, i, T)); return float(r[k]) if r and r[k] != "-" else None
+    if len(f) < 4 or f[2] != "RESULT": continue
+    th = int(f[0].split("=")[1])
+    kv = dict(x.split("=", 1) for x in f[5:])
+    key = (th, f[3], f[4]) + tuple(int(kv[k]) for k in ("d", "L", "H", "T", "B"))
+    ms, rss = float(kv["min_ms"]), float(kv["max_rss_mib"])
+    old = best.get(key)
+    best[key] = [min(ms, old[0]), max(rss, old[1])] if old else [ms, rss]
+def get(k, i): return best[k][i] if k in best else None
 def fmt(x, spec): return format(x, spec) if x is not None else "-"
-Ts = sorted({k[2] for k in rows})
-print(f"{'attention':9} {'T':>5} {'B':>3} {'fused_ms':>9} {'maps_ms':>9} {'torch_ms':>9} {'maps/fused':>10} {'torch/fused':>11} "
-      f"{'fused_rss':>9} {'maps_rss':>9} {'torch_rss':>9}  (RSS in MiB)")
-for T in Ts:
-    for a in ("softmax", "mta"):
-        f, m, t = (get(a, i, T, "ms") for i in ("fused", "maps", "torch"))
-        B = rows.get((a, "fused", T), {}).get("B", "-")
-        fr, mr, tr = (get(a, i, T, "max_rss_mib") for i in ("fused", "maps", "torch"))
-        print(f"{a:9} {T:5} {B:>3} {fmt(f,'9.0f')} {fmt(m,'9.0f')} {fmt(t,'9.0f')} {fmt(m/f if f and m else None,'10.2f')} "
-              f"{fmt(t/f if f and t else None,'11.2f')} {fmt(fr,'9.0f')} {fmt(mr,'9.0f')} {fmt(tr,'9.0f')}")
-print()
-for T in Ts:
-    s, m = get("softmax", "fused", T, "ms"), get("mta", "fused", T, "ms")
-    sr, mr = get("softmax", "fused", T, "max_rss_mib"), get("mta", "fused", T, "max_rss_mib")
-    if s and m: print(f"T={T}: fused MTA step / fused softmax step = {m/s:.2f} (target at 2048: <= 1.3); "
-                      f"MTA peak RSS / softmax peak RSS = {mr/sr:.2f} (target at 4096: <= 1.5)")
+print(f"{'thr':>3} {'attention':9} {'d':>4} {'L':>2} {'H':>2} {'T':>5} {'B':>3} {'fused_ms':>9} {'maps_ms':>9} {'torch_ms':>9} "
+      f"{'maps/fused':>10} {'torch/fused':>11} {'fused_rss':>9} {'maps_rss':>9} {'torch_rss':>9}  (RSS in MiB)")
+shapes = list(dict.fromkeys((k[0],) + k[3:] + (k[1],) for k in best))
+for th, d, L, H, T, B, a in shapes:
+    f, m, t = (get((th, a, i, d, L, H, T, B), 0) for i in ("fused", "maps", "torch"))
+    fr, mr, tr = (get((th, a, i, d, L, H, T, B), 1) for i in ("fused", "maps", "torch"))
+    print(f"{th:3} {a:9} {d:4} {L:2} {H:2} {T:5} {B:3} {fmt(f,'9.1f')} {fmt(m,'9.1f')} {fmt(t,'9.1f')} "
+          f"{fmt(m/f if f and m else None,'10.2f')} {fmt(t/f if f and t else None,'11.2f')} "
+          f"{fmt(fr,'9.0f')} {fmt(mr,'9.0f')} {fmt(tr,'9.0f')}")
 PYEOF
 )
 {
-  echo "# scripts/bench_attention.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), OMP_NUM_THREADS=$OMP_NUM_THREADS, tokens/step $TOKENS, median of $STEPS steps after one warm-up"
-  echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc) CPUs); model d=256, 4 layers, 4 heads; MTA = the paper's LM setting (kq 6x11 pre+post in layer 2, mixing pre+post in every layer, group norm + gate)"
+  echo "# THREADS=\"$THREADS\" ROUNDS=$ROUNDS SHAPES=\"$SHAPES\" scripts/bench_attention.sh, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc) CPUs); load average (1/5/15 min) $load0 before, $load1 after"
+  echo "# ms: the fastest step over all rounds (each process: one warm-up, then the shape's steps), rounds interleaved"
+  echo "# MTA = the paper's LM setting (kq 6x11 pre+post in layers l % 4 == 2, mixing pre+post in every layer, group norm + gate)"
   echo "$table"
 } | tee ${SAVE:+"$SAVE"}
