@@ -27,6 +27,7 @@
 // chunk c of row r stored at c ^ (r % 8) (XOR swizzle): the 8 rows one ldmatrix reads hit 8
 // different bank groups (D = 32 has 4 chunks a row: c ^ (r % 4), 2-way conflicts).
 #pragma once
+#include "autograd/attention_cost.h"
 #include "cuda/mma.cuh"
 
 // Loops over register arrays must unroll, or the arrays go to local memory.
@@ -39,13 +40,13 @@
 namespace mtalab::cuda::flash {
 
 constexpr int kThreads = 128;  // 4 warps
-constexpr int kRowsFwd = 64;   // query rows per forward / dQ block
-constexpr int kColsFwd = 64;   // keys per forward tile
-constexpr int kKeysBwd = 64;   // keys per dK/dV block
-// Queries per dK/dV tile: 16 at D = 128, where dK and dV alone take 128 registers a thread.
+// The tiles (autograd/attention_cost.h holds them, for the cost model too).
+constexpr int kRowsFwd = kFlashRowsFwd;  // query rows per forward / dQ block
+constexpr int kColsFwd = kFlashColsFwd;  // keys per forward tile
+constexpr int kKeysBwd = kFlashKeysBwd;  // keys per dK/dV block
 template <int D>
-constexpr int kRowsBwd = D == 128 ? 16 : 32;
-constexpr int kColsDq = 32;    // keys per dQ tile
+constexpr int kRowsBwd = kFlashRowsBwd<D>;  // queries per dK/dV tile
+constexpr int kColsDq = kFlashColsDq;       // keys per dQ tile
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
