@@ -3,7 +3,8 @@
 // cuda/attention.cu, whose warp-per-row kernels (float32/float64) are the readable
 // reference beside these, and autograd/cpu/attention.cpp the CPU twin.
 //
-// Tile structure (B H heads in grid.y; 128 threads = 4 warps a block; D = 32, 64 or 128):
+// Tile structure (grid: tiles along x, heads along y, batch along z; 128 threads = 4 warps
+// a block; D = 32, 64 or 128):
 //   forward   a block owns 64 query rows, warp w rows 16w..16w+15. Q [64, D] comes once
 //             (cp.async) and stays in registers as mma A-fragments (ldmatrix). K and V tiles
 //             [64, D] stream through shared memory in 2 stages: tile j+1 is in flight
@@ -155,7 +156,7 @@ __global__ void __launch_bounds__(kThreads) fwd(const bfloat16* q, const bfloat1
   uint16_t* sK = sQ + Br * D;      // 2 stages
   uint16_t* sV = sK + 2 * Bc * D;  // 2 stages
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
-  const int64_t bh = blockIdx.y, q0 = (int64_t)blockIdx.x * Br, base = bh * T * D;
+  const int64_t bh = (int64_t)blockIdx.z * gridDim.y + blockIdx.y, q0 = (int64_t)blockIdx.x * Br, base = bh * T * D;
   const int64_t r0 = q0 + warp * 16;                        // this warp's first row
   const int tiles = (int)((dev::min<int64_t>(T, q0 + Br) - 1) / Bc + 1);  // causal: up to the diagonal
   const bool active = r0 < T;                               // warp-uniform
@@ -267,7 +268,7 @@ __global__ void __launch_bounds__(kThreads) bwd_kv(const bfloat16* q, const bflo
   uint16_t* sdO = sQ + 2 * Bq * D;  // 2 stages
   __shared__ float sL[Bq], sD[Bq];  // lse (log2 domain) and Dr of the current query tile
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
-  const int64_t bh = blockIdx.y, k0 = (int64_t)blockIdx.x * Bk, base = bh * T * D;
+  const int64_t bh = (int64_t)blockIdx.z * gridDim.y + blockIdx.y, k0 = (int64_t)blockIdx.x * Bk, base = bh * T * D;
   const int64_t c0 = k0 + warp * 16;  // this warp's first key
   const int first = (int)(k0 / Bq), tiles = (int)((T + Bq - 1) / Bq);  // query tiles from the diagonal
   load_tile<D, Bk>(sK, k + base, k0, T);
@@ -340,7 +341,7 @@ __global__ void __launch_bounds__(kThreads) bwd_q(const bfloat16* q, const bfloa
   uint16_t* sK = sdO + Br * D;     // 2 stages
   uint16_t* sV = sK + 2 * Bc * D;  // 2 stages
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
-  const int64_t bh = blockIdx.y, q0 = (int64_t)blockIdx.x * Br, base = bh * T * D;
+  const int64_t bh = (int64_t)blockIdx.z * gridDim.y + blockIdx.y, q0 = (int64_t)blockIdx.x * Br, base = bh * T * D;
   const int64_t r0 = q0 + warp * 16;
   const int tiles = (int)((dev::min<int64_t>(T, q0 + Br) - 1) / Bc + 1);
   const bool active = r0 < T;
