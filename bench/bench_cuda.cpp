@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/attention_cost.h"
 #include "autograd/autocast.h"
 #include "autograd/kernels.h"
 #include "autograd/ops.h"
@@ -115,6 +116,44 @@ void bench_matmul_bf16(cublasHandle_t blas) {
         "kernel " + std::to_string(tf / (ours / 1e3)).substr(0, 6) + " TFLOP/s, cuBLAS " +
             std::to_string(tf / (peer / 1e3)).substr(0, 6) + ", op with casts " + std::to_string(tf / (op / 1e3)).substr(0, 6));
   }
+}
+
+// Causal attention on the tensor cores (cuda/attention_flash.cuh: bf16 q, k, v, float32 o
+// as the mixed-precision op asks), forward and backward, at FlashAttention-2's benchmark
+// shapes (B T = 16K tokens, H D = 2048), in TFLOP/s by FlashAttention's count
+// (autograd/attention_cost.h) and % of the device's dense bf16 peak. The peer, in the same
+// run, is the float32 warp-per-row reference kernels (T <= 2048: they are slow by design).
+void bench_attention_tc() {
+  const double peak = bf16_peak_tflops(cuda_device_name(0));
+  for (int64_t D : {64, 128})
+    for (int64_t T : {1024, 2048, 4096, 8192, 16384}) {
+      const int64_t B = 16384 / T, H = 2048 / D;
+      const Shape s{B, H, T, D};
+      Tensor q32 = rnd(s, 1), k32 = rnd(s, 2), v32 = rnd(s, 3), dout = rnd(s, 4);
+      Tensor q = q32.to(DType::bf16), k = k32.to(DType::bf16), v = v32.to(DType::bf16);
+      auto f32 = [&](const Shape& sh) { return Tensor::empty(sh, {DType::f32, kGpu}); };
+      Tensor o = f32(s), lse = f32({B, H, T}), o_ref = f32(s), lse_ref = f32({B, H, T});
+      AttentionParams a;
+      a.scale = 1.0 / std::sqrt((double)D);
+      AttentionGrads g{f32(s), f32(s), f32(s)}, g_ref{f32(s), f32(s), f32(s)};
+      const double fwd = time_ms([&] { attention_kernel(kGpu)(q, k, v, a, o, lse); });
+      const double bwd = time_ms([&] { attention_bwd_kernel(kGpu)(q, k, v, o, lse, dout, a, g); });
+      double fwd_ref = 0, bwd_ref = 0;
+      if (T <= 2048) {
+        fwd_ref = time_ms([&] { attention_kernel(kGpu)(q32, k32, v32, a, o_ref, lse_ref); });
+        bwd_ref = time_ms([&] { attention_bwd_kernel(kGpu)(q32, k32, v32, o_ref, lse_ref, dout, a, g_ref); });
+      }
+      for (bool backward : {false, true}) {
+        const AttentionCost c = attention_cost(B, H, T, D, backward);
+        const double ms = backward ? bwd : fwd, tf = c.flops / (ms * 1e9);
+        char name[96], note[128];
+        std::snprintf(name, sizeof name, "attention bf16 tc %s T%lld D%lld B%lld H%lld (vs f32 ref)",
+                      backward ? "bwd" : "fwd", (long long)T, (long long)D, (long long)B, (long long)H);
+        std::snprintf(note, sizeof note, "%.1f TFLOP/s%s", tf,
+                      peak > 0 ? (", " + std::to_string(100 * tf / peak).substr(0, 5) + "% of bf16 peak").c_str() : "");
+        row(name, ms, backward ? bwd_ref : fwd_ref, c.bytes, note);
+      }
+    }
 }
 
 void bench_softmax(cudnnHandle_t dnn) {
@@ -286,6 +325,7 @@ int main(int argc, char** argv) {
   CK(cudnnCreate(&dnn));
   bench_matmul(blas);
   bench_matmul_bf16(blas);
+  bench_attention_tc();
   bench_softmax(dnn);
   bench_kq_conv(dnn);
   bench_rest();

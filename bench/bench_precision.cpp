@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/attention_cost.h"
 #include "autograd/autocast.h"
 #include "autograd/kernels.h"
 #include "autograd/ops.h"
@@ -27,21 +28,6 @@
 using namespace mtalab;
 
 namespace {
-
-// Dense bfloat16 tensor-core peaks (NVIDIA's data sheets, without sparsity), by the
-// device name's substring.
-struct Peak {
-  const char* name;
-  double tflops;
-};
-constexpr Peak kPeaks[] = {{"H200", 989.4}, {"H100 SXM", 989.4}, {"H100 PCIe", 756.0}, {"H100", 989.4},
-                           {"A100", 312.0}, {"L40S", 362.1},     {"A10", 125.0}};
-
-double peak_for(const std::string& device_name) {
-  for (const Peak& p : kPeaks)
-    if (device_name.find(p.name) != std::string::npos) return p.tflops;
-  return 0;
-}
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -75,7 +61,7 @@ int main(int argc, char** argv) {
   }
   const Device dev = Device::parse(device);
   const std::string dev_name = dev.is_cpu() ? "cpu" : cuda_device_name(dev.index);
-  if (peak == 0 && !dev.is_cpu()) peak = peak_for(dev_name);
+  if (peak == 0 && !dev.is_cpu()) peak = bf16_peak_tflops(dev_name);
 
   // One model per precision, from the same seed: the same parameters.
   ModelConfig mc;

@@ -538,8 +538,11 @@ void attention_bwd_typed(const Tensor& qt, const Tensor& kt, const Tensor& vt, c
 }
 
 // ---- bfloat16 plain attention on the tensor cores (cuda/attention_flash.cuh) ------------------
-bool on_tensor_cores(const Tensor& q, const AttentionParams& a) {
-  return q.dtype() == DType::bf16 && a.plain() && flash::supported_head_dim(q.size(3));
+// cp.async moves 16-byte chunks: a view starting mid-chunk takes the staged path.
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0; }
+bool on_tensor_cores(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a) {
+  return q.dtype() == DType::bf16 && a.plain() && flash::supported_head_dim(q.size(3)) && aligned16(q) &&
+         aligned16(k) && aligned16(v);
 }
 template <typename F>
 void with_head_dim(int64_t D, F&& f) {
@@ -550,13 +553,17 @@ void with_head_dim(int64_t D, F&& f) {
     default: throw std::invalid_argument("attention on tensor cores: head dim " + std::to_string(D) + " (expected 32, 64 or 128)");
   }
 }
+// Every launch states its dynamic shared memory: the default limit is 48 KiB less the
+// kernel's static shared memory, and the D = 128 kernels need more than that (sm_80: 163 KiB).
 template <typename K>
 void allow_smem(K* kernel, size_t bytes) {
-  if (bytes > 48 * 1024)
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
-          "attention: shared memory above 48 KiB");
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+        "attention: dynamic shared memory of a tensor-core kernel");
 }
-dim3 flash_grid(const Shapes& s, int rows) { return dim3((unsigned)((s.T + rows - 1) / rows), (unsigned)(s.B * s.H)); }
+// Tiles along x, heads along y, batch along z (each of y, z up to 65535).
+dim3 flash_grid(const Shapes& s, int rows) {
+  return dim3((unsigned)((s.T + rows - 1) / rows), (unsigned)s.H, (unsigned)s.B);
+}
 
 void flash_tc_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a, const Tensor& o,
                       const Tensor& lse) {
@@ -635,7 +642,7 @@ void flash_tc_backward(const Tensor& q, const Tensor& k, const Tensor& v, const 
 // float32.
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a, const Tensor& o,
                const Tensor& lse) {
-  if (on_tensor_cores(q, a)) return flash_tc_forward(q, k, v, a, o, lse);
+  if (on_tensor_cores(q, k, v, a)) return flash_tc_forward(q, k, v, a, o, lse);
   if (q.dtype() == DType::bf16) {
     Bf16Staging s;
     attention(s.in(q), s.in(k), s.in(v), a, s.out(o), lse);
@@ -645,7 +652,8 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Attentio
 }
 void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o, const Tensor& lse,
                    const Tensor& dout, const AttentionParams& a, const AttentionGrads& g) {
-  if (on_tensor_cores(q, a) && tc_grads_ok(g)) return flash_tc_backward(q, k, v, o, lse, dout, a, g);
+  if (on_tensor_cores(q, k, v, a) && tc_grads_ok(g) && (dout.dtype() != DType::bf16 || aligned16(dout)))
+    return flash_tc_backward(q, k, v, o, lse, dout, a, g);
   if (q.dtype() == DType::bf16) {
     Bf16Staging s;
     AttentionGrads w = g;

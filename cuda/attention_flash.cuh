@@ -3,7 +3,8 @@
 // cuda/attention.cu, whose warp-per-row kernels (float32/float64) are the readable
 // reference beside these, and autograd/cpu/attention.cpp the CPU twin.
 //
-// Tile structure (B H heads in grid.y; 128 threads = 4 warps a block; D = 32, 64 or 128):
+// Tile structure (grid: tiles along x, heads along y, batch along z; 128 threads = 4 warps
+// a block; D = 32, 64 or 128):
 //   forward   a block owns 64 query rows, warp w rows 16w..16w+15. Q [64, D] comes once
 //             (cp.async) and stays in registers as mma A-fragments (ldmatrix). K and V tiles
 //             [64, D] stream through shared memory in 2 stages: tile j+1 is in flight
@@ -27,6 +28,7 @@
 // chunk c of row r stored at c ^ (r % 8) (XOR swizzle): the 8 rows one ldmatrix reads hit 8
 // different bank groups (D = 32 has 4 chunks a row: c ^ (r % 4), 2-way conflicts).
 #pragma once
+#include "autograd/attention_cost.h"
 #include "cuda/mma.cuh"
 
 // Loops over register arrays must unroll, or the arrays go to local memory.
@@ -39,13 +41,13 @@
 namespace mtalab::cuda::flash {
 
 constexpr int kThreads = 128;  // 4 warps
-constexpr int kRowsFwd = 64;   // query rows per forward / dQ block
-constexpr int kColsFwd = 64;   // keys per forward tile
-constexpr int kKeysBwd = 64;   // keys per dK/dV block
-// Queries per dK/dV tile: 16 at D = 128, where dK and dV alone take 128 registers a thread.
+// The tiles (autograd/attention_cost.h holds them, for the cost model too).
+constexpr int kRowsFwd = kFlashRowsFwd;  // query rows per forward / dQ block
+constexpr int kColsFwd = kFlashColsFwd;  // keys per forward tile
+constexpr int kKeysBwd = kFlashKeysBwd;  // keys per dK/dV block
 template <int D>
-constexpr int kRowsBwd = D == 128 ? 16 : 32;
-constexpr int kColsDq = 32;    // keys per dQ tile
+constexpr int kRowsBwd = kFlashRowsBwd<D>;  // queries per dK/dV tile
+constexpr int kColsDq = kFlashColsDq;       // keys per dQ tile
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -154,7 +156,7 @@ __global__ void __launch_bounds__(kThreads) fwd(const bfloat16* q, const bfloat1
   uint16_t* sK = sQ + Br * D;      // 2 stages
   uint16_t* sV = sK + 2 * Bc * D;  // 2 stages
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
-  const int64_t bh = blockIdx.y, q0 = (int64_t)blockIdx.x * Br, base = bh * T * D;
+  const int64_t bh = (int64_t)blockIdx.z * gridDim.y + blockIdx.y, q0 = (int64_t)blockIdx.x * Br, base = bh * T * D;
   const int64_t r0 = q0 + warp * 16;                        // this warp's first row
   const int tiles = (int)((dev::min<int64_t>(T, q0 + Br) - 1) / Bc + 1);  // causal: up to the diagonal
   const bool active = r0 < T;                               // warp-uniform
@@ -266,7 +268,7 @@ __global__ void __launch_bounds__(kThreads) bwd_kv(const bfloat16* q, const bflo
   uint16_t* sdO = sQ + 2 * Bq * D;  // 2 stages
   __shared__ float sL[Bq], sD[Bq];  // lse (log2 domain) and Dr of the current query tile
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
-  const int64_t bh = blockIdx.y, k0 = (int64_t)blockIdx.x * Bk, base = bh * T * D;
+  const int64_t bh = (int64_t)blockIdx.z * gridDim.y + blockIdx.y, k0 = (int64_t)blockIdx.x * Bk, base = bh * T * D;
   const int64_t c0 = k0 + warp * 16;  // this warp's first key
   const int first = (int)(k0 / Bq), tiles = (int)((T + Bq - 1) / Bq);  // query tiles from the diagonal
   load_tile<D, Bk>(sK, k + base, k0, T);
@@ -339,7 +341,7 @@ __global__ void __launch_bounds__(kThreads) bwd_q(const bfloat16* q, const bfloa
   uint16_t* sK = sdO + Br * D;     // 2 stages
   uint16_t* sV = sK + 2 * Bc * D;  // 2 stages
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
-  const int64_t bh = blockIdx.y, q0 = (int64_t)blockIdx.x * Br, base = bh * T * D;
+  const int64_t bh = (int64_t)blockIdx.z * gridDim.y + blockIdx.y, q0 = (int64_t)blockIdx.x * Br, base = bh * T * D;
   const int64_t r0 = q0 + warp * 16;
   const int tiles = (int)((dev::min<int64_t>(T, q0 + Br) - 1) / Bc + 1);
   const bool active = r0 < T;

@@ -40,7 +40,10 @@ for dev in cuda cpu; do
     --train.log_every 100 $MTA --run.out "$OUT/mta_$dev" --overwrite | tail -2
 done
 "$BIN" report "$OUT"/*/run.h5
-echo "== kernel families vs cuBLAS / cuDNN"
+echo "== tensor-core attention: what nvcc made of it (mma.sync, ldmatrix, cp.async; registers, smem, spills)"
+python3 scripts/check_tensor_cores.py --nvcc "${CUDACXX:-/usr/local/cuda/bin/nvcc}" --work-dir "$OUT/ptx" | tail -40 ||
+  echo "!! tensor-core PTX check FAILED"
+echo "== kernel families vs cuBLAS / cuDNN (attention on tensor cores: TFLOP/s and % of the bf16 peak)"
 "$BUILD_DIR/bench_cuda" --repeats 20
 echo "== mixed precision: the 124M GPT-2-sized model (d=768, 12 layers, 12 heads, T=1024, B=8), fp32 vs bf16 step"
 for att in softmax mta; do

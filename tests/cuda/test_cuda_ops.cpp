@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/attention_cost.h"
 #include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "layers/attention.h"
@@ -299,4 +300,22 @@ TEST_CASE("cuda ops: the caching allocator reuses freed blocks, and ops stay rig
   cuda_set_caching(was);
   cuda_empty_cache();
   CHECK(cuda_cached_bytes() == 0);
+}
+
+TEST_CASE("cuda ops: the attention cost model counts FlashAttention's FLOPs and the tiled kernels' bytes") {
+  // 4 B H T^2 D, halved for causal; the backward 2.5 times the forward.
+  CHECK(attention_flops(1, 1, 4, 2, false, false) == 128);
+  CHECK(attention_flops(1, 1, 4, 2, true, false) == 64);
+  CHECK(attention_flops(2, 3, 4, 2, true, true) == 2.5 * 6 * 64);
+  // T = 67, D = 32: query tiles [0, 64) and [64, 67) read 1 and 2 key tiles of 64 rows;
+  // bytes: Q 67 rows + K, V 3 * 64 rows each (64 B a bf16 row), O float32, lse.
+  const AttentionCost f = attention_cost(1, 1, 67, 32, false);
+  CHECK(f.flops == 0.5 * 4 * 67 * 67 * 32);
+  CHECK(f.bytes == 67 * 64 + 2 * 192 * 64 + 67 * 32 * 4 + 67 * 4);
+  // The backward moves at least every tensor it reads or writes once.
+  const AttentionCost b = attention_cost(2, 2, 67, 128, true);
+  CHECK(b.flops == 2.5 * 4 * 0.5 * 4 * 67 * 67 * 128);
+  CHECK(b.bytes >= 4.0 * (67 * 128 * 2 * 3 + 67 * 128 * 4 * 5));
+  CHECK(bf16_peak_tflops("NVIDIA H100 80GB HBM3") == 989.4);
+  CHECK(bf16_peak_tflops("emulated (CPU fibers)") == 0);
 }

@@ -239,3 +239,18 @@ TEST_CASE("tensor cores (emulated): bfloat16 plain attention runs on them, float
   CHECK(collectives(DType::f32, 32) == 0);
   CHECK(collectives(DType::bf16, 16) == 0);  // head dim 16: the float32 path
 }
+
+TEST_CASE("tensor cores (emulated): a bfloat16 view that starts mid-chunk takes the staged path, not cp.async") {
+  const Device cuda{DeviceKind::cuda, 0};
+  const Shape s{1, 1, 19, 32};
+  Tensor flat = full({1 + 19 * 32}, 0.25, {DType::bf16, cuda});
+  Tensor q = reshape(slice(flat, 0, 1, 1 + 19 * 32), s);  // 2 bytes past a 16-byte boundary
+  REQUIRE(reinterpret_cast<uintptr_t>(q.raw()) % 16 == 2);
+  Tensor o = full(s, 0.0, {DType::f32, cuda}), lse = full({1, 1, 19}, 0.0, {DType::f32, cuda});
+  AttentionParams a;
+  a.scale = 0.5;
+  const uint64_t before = emu::stats().collectives;
+  attention_kernel(cuda)(q, q, q, a, o, lse);
+  CHECK(emu::stats().collectives == before);
+  for (double x : o.to_vector<double>()) CHECK(x == doctest::Approx(0.25));
+}
