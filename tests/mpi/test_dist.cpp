@@ -112,12 +112,12 @@ void same_state(const fs::path& a, const fs::path& b) {
     CHECK(same_bits(t, y.optim.at(n)));
   }
   for (const char* k : {"step", "optimizer.steps", "rng.seed", "rng.counter"}) {
-    INFO(k);
+    INFO(std::string(k));
     CHECK(x.ints.at(k) == y.ints.at(k));
   }
   for (auto& [k, v] : x.ints)
     if (k.rfind("data.", 0) == 0) {
-      INFO(k);
+      INFO(std::string(k));
       CHECK(y.ints.at(k) == v);
     }
 }
@@ -147,7 +147,7 @@ TEST_CASE("ranks_equal_one_process") {
       {"mta_f64_accum2", kMta + " --model.dtype float64", 2},
   };
   for (const Config& c : configs) {
-    INFO(c.name);
+    INFO(std::string(c.name));
     const std::string base = kTiny + c.opts + " --train.steps 4 ";
     const std::string one = std::string(c.name) + "_one", two = std::string(c.name) + "_two";
     Run r1 = sh(d, kBin + " train" + base + "--train.grad_accum " + std::to_string(2 * c.accum) + " --run.out " + one);
