@@ -383,7 +383,7 @@ class Training {
     model_->zero_grad();
     double loss_v = 0, step_tokens = 0;
     for (int64_t micro = 0; micro < c_.grad_accum; ++micro) {
-      Batch b = data_->next(c_.batch_size);
+      const Batch b = data_->next(c_.batch_size).to(c_.device);  // tasks make host batches
       Tensor loss = cross_entropy(model_->forward(b.inputs, dropout_gen_), b.targets, b.mask);
       if (c_.grad_accum > 1) loss = div(loss, (double)c_.grad_accum);
       loss.backward();
@@ -602,7 +602,7 @@ class Training {
     model_->train(false);
     for (int64_t l = 0; l < model_->n_layers(); ++l) model_->attention(l).record_maps = true;
     Generator unused(0);
-    const Tensor example = data_->fixed_example();
+    const Tensor example = data_->fixed_example().to(c_.device);
     model_->forward(example, unused);
     // The example's bytes, for token labels on plots of the maps.
     const Tensor bytes = to_dtype(example.to(kCPU), DType::f64);
