@@ -760,11 +760,11 @@ int cmd_sweep_task(int argc, char** argv) {
 }
 
 int fail(int code, const std::string& what) {
-  // A message of several lines (one per bad run) keeps its line breaks; anything else that
-  // is not printable is shown as \xNN.
+  // A message of several lines (an indented one per bad run) keeps its line breaks; any
+  // other control character (a line break inside a value included) is shown as \xNN.
   std::string shown;
   size_t b = 0;
-  for (size_t e; (e = what.find('\n', b)) != std::string::npos; b = e + 1) shown += printable(what.substr(b, e - b)) + "\n";
+  for (size_t e; (e = what.find("\n  ", b)) != std::string::npos; b = e + 1) shown += printable(what.substr(b, e - b)) + "\n";
   std::cerr << "mtalab: error: " << shown << printable(what.substr(b)) << "\n";
   return code;
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <regex>
@@ -360,31 +361,83 @@ std::string signed_fmt(Opt v) {
   return buf;
 }
 
+std::string join_values(const std::vector<double>& v) {
+  std::string out;
+  for (double x : v) out += (out.empty() ? "" : ";") + fmt(x, "%.6g");
+  return out;
+}
+
+// The report's columns, once: each with its header, alignment, text cell and CSV fields
+// (a text cell "mean±std" is two or three CSV columns). header(), cells() and csv_table()
+// all read this list, so a column is added, moved or renamed in one place.
+struct Column {
+  const char* header;
+  bool left;   // names: aligned left (numbers right)
+  bool delta;  // only with --baseline
+  std::function<std::string(const Summary&, const char* sep)> cell;
+  std::vector<std::pair<const char*, std::function<std::string(const Summary&)>>> csv;
+};
+
+const std::vector<Column>& columns() {
+  using S = const Summary&;
+  static const std::vector<Column> list = {
+      {"run", true, false, [](S s, const char*) { return s.name; }, {{"run", [](S s) { return s.name; }}}},
+      {"attention", true, false, [](S s, const char*) { return s.attention; },
+       {{"attention", [](S s) { return s.attention; }}}},
+      {"n", false, false, [](S s, const char*) { return s.n; }, {{"n", [](S s) { return s.n; }}}},
+      {"params", false, false, [](S s, const char*) { return fmt(s.params.mean, "%.0f"); },
+       {{"params", [](S s) { return fmt(s.params.mean, "%.0f"); }}}},
+      {"steps", false, false, [](S s, const char*) { return fmt(s.steps.mean, "%.0f"); },
+       {{"steps", [](S s) { return fmt(s.steps.mean, "%.0f"); }}}},
+      {"tokens", false, false, [](S s, const char*) { return fmt(s.tokens.mean, "%.3g"); },
+       {{"tokens", [](S s) { return fmt(s.tokens.mean, "%.0f"); }}}},
+      {"train_loss", false, false, [](S s, const char* sep) { return pm(s.train, "%.4f", sep); },
+       {{"train_loss", [](S s) { return fmt(s.train.mean, "%.6g"); }},
+        {"train_loss_std", [](S s) { return fmt(s.train.std, "%.6g"); }}}},
+      {"eval_loss", false, false, [](S s, const char* sep) { return pm(s.eval, "%.4f", sep); },
+       {{"eval_loss", [](S s) { return fmt(s.eval.mean, "%.6g"); }},
+        {"eval_loss_std", [](S s) { return fmt(s.eval.std, "%.6g"); }}}},
+      {"metric", true, false, [](S s, const char*) { return s.metric; }, {{"metric", [](S s) { return s.metric; }}}},
+      {"value", false, false, [](S s, const char* sep) { return pm(s.value, "%.4f", sep); },
+       {{"value", [](S s) { return fmt(s.value.mean, "%.6g"); }},
+        {"value_std", [](S s) { return fmt(s.value.std, "%.6g"); }},
+        {"value_per_seed", [](S s) { return join_values(s.value.values); }}}},
+      {"tok/s", false, false, [](S s, const char*) { return fmt(s.tps.mean, "%.0f"); },
+       {{"tokens_per_s", [](S s) { return fmt(s.tps.mean, "%.1f"); }}}},
+      {"wall_s", false, false, [](S s, const char* sep) { return pm(s.wall, "%.1f", sep); },
+       {{"wall_s", [](S s) { return fmt(s.wall.mean, "%.2f"); }},
+        {"wall_s_std", [](S s) { return fmt(s.wall.std, "%.2f"); }}}},
+      {"peak_MiB", false, false, [](S s, const char*) { return fmt(s.peak.mean, "%.0f"); },
+       {{"peak_rss_mib", [](S s) { return fmt(s.peak.mean, "%.1f"); }}}},
+      {"Δvalue", false, true, [](S s, const char*) { return signed_fmt(s.d_value); },
+       {{"delta_value", [](S s) { return fmt(s.d_value, "%.6g"); }}}},
+      {"Δeval", false, true, [](S s, const char*) { return signed_fmt(s.d_eval); },
+       {{"delta_eval_loss", [](S s) { return fmt(s.d_eval, "%.6g"); }}}},
+      {"status", true, false, [](S s, const char*) { return s.status; }, {{"status", [](S s) { return s.status; }}}},
+  };
+  return list;
+}
+
+std::vector<const Column*> shown_columns(bool deltas) {
+  std::vector<const Column*> out;
+  for (const auto& c : columns())
+    if (deltas || !c.delta) out.push_back(&c);
+  return out;
+}
+
 struct Cells {
   std::vector<std::string> c;
 };
 
 Cells cells(const Summary& s, bool deltas, const char* sep) {
   Cells out;
-  out.c = {s.name, s.attention, s.n, fmt(s.params.mean, "%.0f"), fmt(s.steps.mean, "%.0f"), fmt(s.tokens.mean, "%.3g"),
-           pm(s.train, "%.4f", sep), pm(s.eval, "%.4f", sep), s.metric, pm(s.value, "%.4f", sep),
-           fmt(s.tps.mean, "%.0f"), pm(s.wall, "%.1f", sep), fmt(s.peak.mean, "%.0f")};
-  if (deltas) {
-    out.c.push_back(signed_fmt(s.d_value));
-    out.c.push_back(signed_fmt(s.d_eval));
-  }
-  out.c.push_back(s.status);
+  for (const Column* c : shown_columns(deltas)) out.c.push_back(c->cell(s, sep));
   return out;
 }
 
 std::vector<std::string> header(bool deltas) {
-  std::vector<std::string> h{"run",        "attention", "n",      "params", "steps", "tokens", "train_loss",
-                             "eval_loss",  "metric",    "value",  "tok/s",  "wall_s", "peak_MiB"};
-  if (deltas) {
-    h.push_back("Δvalue");
-    h.push_back("Δeval");
-  }
-  h.push_back("status");
+  std::vector<std::string> h;
+  for (const Column* c : shown_columns(deltas)) h.push_back(c->header);
   return h;
 }
 
@@ -394,16 +447,16 @@ size_t display_width(const std::string& s) {
   return n;
 }
 
-std::string text_table(const std::vector<Cells>& rows) {
+std::string text_table(const std::vector<Cells>& rows, bool deltas) {
+  const auto cols = shown_columns(deltas);
   std::vector<size_t> w(rows.front().c.size(), 0);
   for (const auto& r : rows)
     for (size_t i = 0; i + 1 < r.c.size(); ++i) w[i] = std::max(w[i], display_width(r.c[i]));
   std::string out;
   for (const auto& r : rows) {
     for (size_t i = 0; i < r.c.size(); ++i) {
-      const bool left = i <= 1 || i == 8;  // names and the metric's name
       const std::string pad(i + 1 < r.c.size() ? w[i] - display_width(r.c[i]) : 0, ' ');
-      out += left ? r.c[i] + pad : pad + r.c[i];
+      out += cols[i]->left ? r.c[i] + pad : pad + r.c[i];
       if (i + 1 < r.c.size()) out += "  ";
     }
     out += "\n";
@@ -411,7 +464,8 @@ std::string text_table(const std::vector<Cells>& rows) {
   return out;
 }
 
-std::string markdown_table(const std::vector<Cells>& rows) {
+std::string markdown_table(const std::vector<Cells>& rows, bool deltas) {
+  const auto cols = shown_columns(deltas);
   std::string out;
   for (size_t k = 0; k < rows.size(); ++k) {
     out += "|";
@@ -419,7 +473,7 @@ std::string markdown_table(const std::vector<Cells>& rows) {
     out += "\n";
     if (k == 0) {
       out += "|";
-      for (size_t i = 0; i < rows[k].c.size(); ++i) out += (i <= 1 || i == 8 || i + 1 == rows[k].c.size()) ? "---|" : "---:|";
+      for (const Column* c : cols) out += c->left ? "---|" : "---:|";
       out += "\n";
     }
   }
@@ -433,31 +487,17 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-std::string join_values(const std::vector<double>& v) {
-  std::string out;
-  for (double x : v) out += (out.empty() ? "" : ";") + fmt(x, "%.6g");
-  return out;
-}
-
 // CSV keeps every number apart: means, standard deviations and the per-seed values.
 std::string csv_table(const std::vector<std::pair<std::string, Summary>>& rows, bool deltas) {
-  std::string out =
-      "level,run,attention,n,params,steps,tokens,train_loss,train_loss_std,eval_loss,eval_loss_std,metric,value,"
-      "value_std,value_per_seed,tokens_per_s,wall_s,wall_s_std,peak_rss_mib";
-  if (deltas) out += ",delta_value,delta_eval_loss";
-  out += ",status\n";
+  const auto cols = shown_columns(deltas);
+  std::string out = "level";
+  for (const Column* c : cols)
+    for (const auto& [name, field] : c->csv) out += std::string(",") + name;
+  out += "\n";
   for (const auto& [level, s] : rows) {
-    std::vector<std::string> f{level, s.name, s.attention, s.n, fmt(s.params.mean, "%.0f"), fmt(s.steps.mean, "%.0f"),
-                               fmt(s.tokens.mean, "%.0f"), fmt(s.train.mean, "%.6g"), fmt(s.train.std, "%.6g"),
-                               fmt(s.eval.mean, "%.6g"), fmt(s.eval.std, "%.6g"), s.metric, fmt(s.value.mean, "%.6g"),
-                               fmt(s.value.std, "%.6g"), join_values(s.value.values), fmt(s.tps.mean, "%.1f"),
-                               fmt(s.wall.mean, "%.2f"), fmt(s.wall.std, "%.2f"), fmt(s.peak.mean, "%.1f")};
-    if (deltas) {
-      f.push_back(fmt(s.d_value, "%.6g"));
-      f.push_back(fmt(s.d_eval, "%.6g"));
-    }
-    f.push_back(s.status);
-    for (size_t i = 0; i < f.size(); ++i) out += (i ? "," : "") + csv_field(f[i]);
+    out += csv_field(level);
+    for (const Column* c : cols)
+      for (const auto& [name, field] : c->csv) out += "," + csv_field(field(s));
     out += "\n";
   }
   return out;
@@ -537,7 +577,7 @@ Report format_report(const std::vector<std::string>& inputs, const ReportOptions
   std::vector<Cells> cs;
   cs.push_back({header(deltas)});
   for (const auto& [level, s] : rows) cs.push_back(cells(s, deltas, options.format == F::markdown ? " ± " : "±"));
-  out.table = options.format == F::markdown ? markdown_table(cs) : text_table(cs);
+  out.table = options.format == F::markdown ? markdown_table(cs, deltas) : text_table(cs, deltas);
   return out;
 }
 

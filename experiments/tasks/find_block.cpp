@@ -35,12 +35,12 @@ class FindBlockData final : public TrainData {
     std::vector<std::string> decoded;
     for (int64_t s = 0; s < n; s += cfg_.eval_batch_size) {
       std::vector<std::string> ex(test_.begin() + s, test_.begin() + std::min(n, s + cfg_.eval_batch_size));
-      Batch b = to_batch(task_.make_batch(ex));
+      const Batch b = to_batch(task_.make_batch(ex)).to(model.device());
       loss_sum += cross_entropy(model.forward(b.inputs, unused), b.targets, b.mask).item() * (double)b.tokens;
       weight += (double)b.tokens;
       std::vector<std::string> prompts;
       for (auto& e : ex) prompts.push_back(e.substr(0, span.start));
-      for (auto& a : greedy_answers(model, prompts, span.length, cfg_.device)) decoded.push_back(a);
+      for (auto& a : greedy_answers(model, prompts, span.length)) decoded.push_back(a);
     }
     EvalResult r;
     r.loss = weight > 0 ? loss_sum / weight : 0.0;
@@ -63,9 +63,9 @@ class FindBlockData final : public TrainData {
  private:
   Batch to_batch(const FindBlockBatch& b) const {
     Batch r;
-    r.inputs = token_tensor(b.inputs, b.batch_size, b.seq_len, cfg_.device);
-    r.targets = token_tensor(b.targets, b.batch_size, b.seq_len, cfg_.device);
-    r.mask = from_vector<float>(b.loss_mask, {b.batch_size, b.seq_len}, {cfg_.model.dtype, cfg_.device});
+    r.inputs = token_tensor(b.inputs, b.batch_size, b.seq_len);
+    r.targets = token_tensor(b.targets, b.batch_size, b.seq_len);
+    r.mask = from_vector<float>(b.loss_mask, {b.batch_size, b.seq_len}, {cfg_.model.dtype, kCPU});
     double n = 0;
     for (float m : b.loss_mask) n += m;
     r.tokens = (int64_t)n;

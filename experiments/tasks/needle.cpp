@@ -63,12 +63,12 @@ class NeedleData final : public TrainData {
           std::vector<NeedleExample> ex;
           for (int64_t i = s; i < std::min(nc.per_cell, s + cfg_.eval_batch_size); ++i)
             ex.push_back(task_.test_example(li, di, i));
-          Batch b = to_batch(ex);
+          const Batch b = to_batch(ex).to(model.device());
           loss_sum += cross_entropy(model.forward(b.inputs, unused), b.targets, b.mask).item() * (double)b.tokens;
           weight += (double)b.tokens;
           std::vector<std::string> prompts;
           for (auto& e : ex) prompts.push_back(e.text.substr(0, e.answer_start));
-          const auto answers = greedy_answers(model, prompts, task_.answer_len(), cfg_.device);
+          const auto answers = greedy_answers(model, prompts, task_.answer_len());
           for (size_t i = 0; i < ex.size(); ++i) right += answers[i] == ex[i].text.substr(ex[i].answer_start);
         }
         grid.values.push_back((double)right / (double)nc.per_cell);
@@ -113,9 +113,9 @@ class NeedleData final : public TrainData {
       }
     }
     Batch b;
-    b.inputs = token_tensor(in, B, T, cfg_.device);
-    b.targets = token_tensor(tg, B, T, cfg_.device);
-    b.mask = from_vector<float>(mask, {B, T}, {cfg_.model.dtype, cfg_.device});
+    b.inputs = token_tensor(in, B, T);
+    b.targets = token_tensor(tg, B, T);
+    b.mask = from_vector<float>(mask, {B, T}, {cfg_.model.dtype, kCPU});
     b.tokens = counted;
     return b;
   }

@@ -24,8 +24,7 @@ class TextData final : public TrainData {
   }
   Batch next(int64_t B) override {
     TokenBatch b = batcher_->next_batch(B);
-    return {token_tensor(b.inputs, B, cfg_.seq_len, cfg_.device), token_tensor(b.targets, B, cfg_.seq_len, cfg_.device), Tensor(),
-            B * cfg_.seq_len};
+    return {token_tensor(b.inputs, B, cfg_.seq_len), token_tensor(b.targets, B, cfg_.seq_len), Tensor(), B * cfg_.seq_len};
   }
   EvalResult evaluate(Transformer& model) override {
     NoGradGuard ng;
@@ -35,9 +34,10 @@ class TextData final : public TrainData {
     int64_t count = 0, batches = 0;
     TokenBatch b;
     while (ev.next(b) && (cfg_.eval_max_batches == 0 || batches < cfg_.eval_max_batches)) {
-      Tensor logits = model.forward(token_tensor(b.inputs, b.batch_size, b.seq_len, cfg_.device), unused);
+      const Device d = model.device();
+      Tensor logits = model.forward(token_tensor(b.inputs, b.batch_size, b.seq_len).to(d), unused);
       const int64_t n = b.batch_size * b.seq_len;
-      total += cross_entropy(logits, token_tensor(b.targets, b.batch_size, b.seq_len, cfg_.device)).item() * (double)n;
+      total += cross_entropy(logits, token_tensor(b.targets, b.batch_size, b.seq_len).to(d)).item() * (double)n;
       count += n;
       ++batches;
     }
@@ -49,7 +49,7 @@ class TextData final : public TrainData {
   std::string metric_name() const override { return "bpb"; }
   Tensor fixed_example() const override {
     std::vector<int32_t> v(val_.begin(), val_.begin() + cfg_.seq_len);
-    return token_tensor(v, 1, cfg_.seq_len, cfg_.device);
+    return token_tensor(v, 1, cfg_.seq_len);
   }
   std::map<std::string, int64_t> state() const override {
     auto s = batcher_->state();

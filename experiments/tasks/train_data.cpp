@@ -7,8 +7,16 @@
 
 namespace mtalab {
 
-Tensor token_tensor(const std::vector<int32_t>& v, int64_t B, int64_t T, Device d) {
-  return from_vector<int32_t>(v, {B, T}, {DType::i32, d});
+Tensor token_tensor(const std::vector<int32_t>& v, int64_t B, int64_t T) {
+  return from_vector<int32_t>(v, {B, T}, {DType::i32, kCPU});
+}
+
+Batch Batch::to(Device d) const {
+  Batch b = *this;
+  b.inputs = inputs.to(d);
+  b.targets = targets.to(d);
+  if (mask.defined()) b.mask = mask.to(d);
+  return b;
 }
 
 int64_t state_value(const std::map<std::string, int64_t>& s, const std::string& k) {
@@ -17,8 +25,8 @@ int64_t state_value(const std::map<std::string, int64_t>& s, const std::string& 
   return it->second;
 }
 
-std::vector<std::string> greedy_answers(Transformer& model, const std::vector<std::string>& prompts, int answer_len,
-                                        Device device) {
+std::vector<std::string> greedy_answers(Transformer& model, const std::vector<std::string>& prompts, int answer_len) {
+  const Device device = model.device();
   const int64_t B = (int64_t)prompts.size(), P = B ? (int64_t)prompts[0].size() : 0;
   std::vector<std::string> out(B, std::string(answer_len, '\0'));
   if (B == 0 || answer_len == 0) return out;
@@ -28,7 +36,7 @@ std::vector<std::string> greedy_answers(Transformer& model, const std::vector<st
     for (unsigned char ch : p) in.push_back(ch);
   }
   DecodeCache cache;
-  Tensor logits = model.decode(token_tensor(in, B, P, device), cache);
+  Tensor logits = model.decode(token_tensor(in, B, P).to(device), cache);
   for (int a = 0; a < answer_len; ++a) {
     const int64_t T = logits.size(1), V = logits.size(2);
     const std::vector<float> lv = to_dtype(slice(logits, 1, T - 1, T), DType::f32).to(kCPU).contiguous().to_vector<float>();
@@ -38,7 +46,7 @@ std::vector<std::string> greedy_answers(Transformer& model, const std::vector<st
       next[i] = (int32_t)(std::max_element(row, row + V) - row);
       out[i][a] = (char)next[i];
     }
-    if (a + 1 < answer_len) logits = model.decode(token_tensor(next, B, 1, device), cache);
+    if (a + 1 < answer_len) logits = model.decode(token_tensor(next, B, 1).to(device), cache);
   }
   return out;
 }

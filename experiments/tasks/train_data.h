@@ -27,10 +27,13 @@
 
 namespace mtalab {
 
+// A task's batches live on the host: the trainer moves them to the model's device (and a
+// task's evaluation to its model's), so no task is told where the model runs.
 struct Batch {
   Tensor inputs, targets;  // int32 [B, T]
   Tensor mask;             // float [B, T] (loss on answer tokens only) or undefined
   int64_t tokens = 0;      // tokens that count towards the loss
+  Batch to(Device d) const;
 };
 
 // A metric over a grid of conditions (e.g. needle accuracy by length × depth), logged at
@@ -53,7 +56,7 @@ class TrainData {
   virtual Batch next(int64_t batch_size) = 0;
   virtual EvalResult evaluate(Transformer& model) = 0;
   virtual std::string metric_name() const = 0;  // "bpb" or "error_rate"
-  // One fixed evaluation sequence [1, T], for attention maps.
+  // One fixed evaluation sequence [1, T] on the host, for attention maps.
   virtual Tensor fixed_example() const = 0;
   // Position in the training stream, for checkpoints.
   virtual std::map<std::string, int64_t> state() const = 0;
@@ -80,12 +83,12 @@ class TaskRegistry {
 };
 
 // Helpers the tasks share.
-Tensor token_tensor(const std::vector<int32_t>& v, int64_t B, int64_t T, Device d);
+Tensor token_tensor(const std::vector<int32_t>& v, int64_t B, int64_t T);  // int32 [B, T] on the host
 int64_t state_value(const std::map<std::string, int64_t>& s, const std::string& key);  // InputError if absent
 // Greedy answers of answer_len bytes to prompts of one length, decoded incrementally
-// (Transformer::decode: the prompt fills the cache, then one token at a time).
-std::vector<std::string> greedy_answers(Transformer& model, const std::vector<std::string>& prompts, int answer_len,
-                                        Device device);
+// (Transformer::decode: the prompt fills the cache, then one token at a time), on the
+// model's device.
+std::vector<std::string> greedy_answers(Transformer& model, const std::vector<std::string>& prompts, int answer_len);
 
 }  // namespace mtalab
 

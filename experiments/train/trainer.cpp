@@ -548,10 +548,11 @@ class Training {
     dist::StepPart part;
     double step_tokens = 0;
     for (int64_t micro = 0; micro < global; ++micro) {
-      Batch b = data_->next(c_.batch_size);
-      window_tokens_ += (double)b.inputs.numel();
-      step_tokens += (double)b.inputs.numel();
+      const Batch host = data_->next(c_.batch_size);  // tasks make host batches
+      window_tokens_ += (double)host.inputs.numel();
+      step_tokens += (double)host.inputs.numel();
       if (micro < first || micro >= first + c_.grad_accum) continue;
+      const Batch b = host.to(c_.device);
       dropout_gen_.set_state({rng.seed, rng.counter + ((uint64_t)micro << 32)});
       model_->zero_grad();
       Tensor loss = cross_entropy(model_->forward(b.inputs, dropout_gen_), b.targets, b.mask);
@@ -807,7 +808,7 @@ class Training {
     model_->train(false);
     for (int64_t l = 0; l < model_->n_layers(); ++l) model_->attention(l).record_maps = true;
     Generator unused(0);
-    const Tensor example = data_->fixed_example();
+    const Tensor example = data_->fixed_example().to(c_.device);
     model_->forward(example, unused);
     // The example's bytes, for token labels on plots of the maps.
     const Tensor bytes = to_dtype(example.to(kCPU), DType::f64);
