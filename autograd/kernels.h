@@ -17,7 +17,8 @@
 //   - a call is deterministic: the same inputs give the same bits on every run and for
 //     any thread count (no float atomics; sums in an order fixed by the shape).
 // Families whose inputs may be strided say so: copy (source and destination), binary
-// and where (inputs broadcast by stride-0 views), matmul (row- or column-major matrices).
+// and where (inputs broadcast by stride-0 views), matmul (row- or column-major matrices),
+// rope (x's outer dims).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -108,6 +109,19 @@ using CrossEntropyFn = void (*)(const Tensor& logits, const Tensor& target, cons
 using CrossEntropyBwdFn = void (*)(const Tensor& logits, const Tensor& target, const Tensor& lse,
                                    const Tensor& scale, const Tensor& glogits);
 
+// Rotary position embedding (Su et al. 2021, eq. 34) of interleaved pairs, one pass:
+//   out[b,h,t,2i]   = x[b,h,t,2i] c[t,i] - x[b,h,t,2i+1] s[t,i]
+//   out[b,h,t,2i+1] = x[b,h,t,2i] s[t,i] + x[b,h,t,2i+1] c[t,i]
+// with s negated when `inverse` (the rotation's transpose: the backward). x [B, H, T, Dh]
+// may be strided except that its last dim is contiguous (heads split from [B, T, d] by a
+// permuted view go in without a copy); cos and sin [T, Dh/2] contiguous; out contiguous.
+using RopeFn = void (*)(const Tensor& x, const Tensor& cos, const Tensor& sin, bool inverse, const Tensor& out);
+
+// SwiGLU's gate (Shazeer 2020): y = silu(a) b = a sigmoid(a) b, a, b, y of one shape.
+using SwigluFn = void (*)(const Tensor& a, const Tensor& b, const Tensor& y);
+// ga = g b silu'(a), gb = g silu(a); either output may be undefined (then skipped).
+using SwigluBwdFn = void (*)(const Tensor& a, const Tensor& b, const Tensor& g, const Tensor& ga, const Tensor& gb);
+
 // One AdamW step on a parameter, in place (Loshchilov & Hutter 2019, decoupled decay):
 //   p ← p − lr·wd·p;  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
 //   p ← p − lr · (m / c1) / (sqrt(v / c2) + eps)   with c1 = 1−β1ᵗ, c2 = 1−β2ᵗ.
@@ -176,6 +190,7 @@ using AttentionBwdFn = void (*)(const Tensor& q, const Tensor& k, const Tensor& 
   X(norm_bwd, NormBwdFn, "norm_backward") X(embedding, EmbeddingFn, "embedding")                    \
   X(embedding_bwd, EmbeddingBwdFn, "embedding_backward") X(cross_entropy, CrossEntropyFn, "cross_entropy") \
   X(cross_entropy_bwd, CrossEntropyBwdFn, "cross_entropy_backward") X(random, RandomFn, "random")   \
+  X(rope, RopeFn, "rope") X(swiglu, SwigluFn, "swiglu") X(swiglu_bwd, SwigluBwdFn, "swiglu_backward") \
   X(adamw, AdamWFn, "adamw") X(kq_conv, KqConvFn, "kq_conv")                                        \
   X(kq_conv_bwd, KqConvBwdFn, "kq_conv_backward") X(head_mix, HeadMixFn, "head_mix")                \
   X(head_mix_bwd, HeadMixBwdFn, "head_mix_backward") X(attention, AttentionFn, "attention")         \

@@ -103,6 +103,14 @@ Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 // Softmax of [..., T, T] score maps where query row i sees keys j <= i (Mask_-inf
 // applied inside the kernel); the output is 0 at j > i. The causal attention softmax.
 Tensor causal_softmax(const Tensor& x);
+// SwiGLU's gate (Shazeer 2020): silu(a) * b in one pass (and one in the backward); a and
+// b of one shape.
+Tensor swiglu(const Tensor& a, const Tensor& b);
+// Rotary position embedding of interleaved pairs (Su et al. 2021, eq. 34): pair i of
+// position t turned by the angle whose cos and sin are cos[t, i], sin[t, i]. x [..., T, Dh]
+// (a permuted view of heads is read in place), cos and sin [T, Dh/2] constants (no
+// gradient). The backward is the inverse rotation.
+Tensor rotary_embedding(const Tensor& x, const Tensor& cos, const Tensor& sin);
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-5);
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
 Tensor embedding(const Tensor& weight, const Tensor& idx);  // [V,d], int [...] -> [..., d]

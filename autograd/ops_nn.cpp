@@ -148,4 +148,69 @@ Tensor dropout(const Tensor& x, double p, Generator& g, bool training) {
   return mul(x, keep);
 }
 
+struct SwigluOp {
+  static constexpr const char* name = "swiglu";
+  static Tensor forward(Context& ctx, const Tensor& a, const Tensor& b) {
+    detail::check_float(name, a);
+    detail::check_compatible(name, a, b);
+    if (a.shape() != b.shape())
+      throw std::invalid_argument("swiglu: gate " + shape_str(a.shape()) + " and value " + shape_str(b.shape()) +
+                                  " differ (expected one shape)");
+    const Tensor ac = detail::materialize(a), bc = detail::materialize(b);
+    Tensor y = Tensor::empty(a.shape(), a.options());
+    swiglu_kernel(a.device())(ac, bc, y);
+    ctx.save({ac, bc});
+    return y;
+  }
+  static TensorList backward(Context& ctx, const Tensor& g) {
+    const Tensor &a = ctx.saved[0], &b = ctx.saved[1];
+    Tensor ga = ctx.needs_grad(0) ? Tensor::empty(a.shape(), a.options()) : Tensor();
+    Tensor gb = ctx.needs_grad(1) ? Tensor::empty(b.shape(), b.options()) : Tensor();
+    swiglu_bwd_kernel(a.device())(a, b, detail::materialize(g), ga, gb);
+    return {ga, gb};
+  }
+};
+Tensor swiglu(const Tensor& a, const Tensor& b) { return Function<SwigluOp>::apply(a, b); }
+
+struct RotaryOp {
+  static constexpr const char* name = "rotary_embedding";
+  // x [..., T, Dh] as a 4-D [B, H, T, Dh] view (a permuted view goes to the kernel as it
+  // is; other layouts are copied once), cos and sin [T, Dh/2], constants.
+  static Tensor as4d(const Tensor& x) {
+    if (x.dim() == 4 && x.strides()[3] == 1) return x;
+    const Tensor c = detail::materialize(x);
+    return detail::make_view(c, {1, c.numel() / (x.size(-2) * x.size(-1)), x.size(-2), x.size(-1)},
+                             contiguous_strides({1, c.numel() / (x.size(-2) * x.size(-1)), x.size(-2), x.size(-1)}),
+                             c.offset());
+  }
+  static Tensor forward(Context& ctx, const Tensor& x, const Tensor& cos, const Tensor& sin) {
+    detail::check_float(name, x);
+    detail::check_compatible(name, x, cos);
+    detail::check_compatible(name, x, sin);
+    if (x.dim() < 2 || x.size(-1) % 2 || cos.dim() != 2 || cos.shape() != sin.shape() || cos.size(0) != x.size(-2) ||
+        cos.size(1) * 2 != x.size(-1))
+      throw std::invalid_argument("rotary_embedding: input " + shape_str(x.shape()) + " with cos " +
+                                  shape_str(cos.shape()) + " and sin " + shape_str(sin.shape()) +
+                                  " (expected x [..., T, Dh] with Dh even, cos and sin [T, Dh/2])");
+    Tensor y = Tensor::empty(x.shape(), x.options());
+    const Tensor c = detail::materialize(cos), s = detail::materialize(sin);
+    rope_kernel(x.device())(as4d(x), c, s, false, as4d(y));
+    ctx.save({c, s});
+    return y;
+  }
+  static TensorList backward(Context& ctx, const Tensor& g) {
+    // The rotation is orthogonal: its gradient is the inverse rotation of g. No gradient
+    // flows to the tables (position encodings are not learned).
+    Tensor gx;
+    if (ctx.needs_grad(0)) {
+      gx = Tensor::empty(g.shape(), g.options());
+      rope_kernel(g.device())(as4d(g), ctx.saved[0], ctx.saved[1], true, as4d(gx));
+    }
+    return {gx, Tensor(), Tensor()};
+  }
+};
+Tensor rotary_embedding(const Tensor& x, const Tensor& cos, const Tensor& sin) {
+  return Function<RotaryOp>::apply(x, cos, sin);
+}
+
 }  // namespace mtalab

@@ -14,8 +14,8 @@ Rope::Rope(int64_t head_dim, int64_t max_len, double theta, DType dtype) : head_
       c[t * half + i] = std::cos(ang);
       s[t * half + i] = std::sin(ang);
     }
-  cos_ = from_vector(c, {max_len, half, 1}, {dtype});
-  sin_ = from_vector(s, {max_len, half, 1}, {dtype});
+  cos_ = from_vector(c, {max_len, half}, {dtype});
+  sin_ = from_vector(s, {max_len, half}, {dtype});
 }
 
 void Rope::to(Device d) {
@@ -29,14 +29,9 @@ Tensor Rope::apply(const Tensor& x, int64_t start) const {
     throw std::invalid_argument("rope: input " + shape_str(x.shape()) + " at position " + std::to_string(start) +
                                 " needs head_dim " + std::to_string(head_dim_) + " and at most " +
                                 std::to_string(max_len_) + " positions");
-  Shape pairs = x.shape();
-  pairs.back() = D / 2;
-  pairs.push_back(2);
-  Tensor xp = reshape(x, pairs);  // [..., T, Dh/2, 2]
-  Tensor x0 = slice(xp, -1, 0, 1), x1 = slice(xp, -1, 1, 2);
   Tensor c = slice(cos_, 0, start, start + T), s = slice(sin_, 0, start, start + T);
-  Tensor y = concat({sub(mul(x0, c), mul(x1, s)), add(mul(x0, s), mul(x1, c))}, -1);
-  return reshape(y, x.shape());
+  if (c.dtype() != x.dtype()) c = to_dtype(c, x.dtype()), s = to_dtype(s, x.dtype());
+  return rotary_embedding(x, c, s);  // one kernel pass, reading split heads in place
 }
 
 }  // namespace mtalab

@@ -17,7 +17,7 @@ class Rope {
 
  private:
   int64_t head_dim_ = 0, max_len_ = 0;
-  Tensor cos_, sin_;  // [max_len, Dh/2, 1]
+  Tensor cos_, sin_;  // [max_len, Dh/2]
 };
 
 }  // namespace mtalab

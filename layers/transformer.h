@@ -50,7 +50,7 @@ class RMSNorm final : public Module {
 class FeedForward final : public Module {
  public:
   FeedForward(int64_t d, int64_t hidden, double std, DType dtype, Generator& g);
-  Tensor forward(const Tensor& x) const { return linear(mul(silu(linear(x, w1_)), linear(x, w3_)), w2_); }
+  Tensor forward(const Tensor& x) const { return linear(swiglu(linear(x, w1_), linear(x, w3_)), w2_); }
 
  private:
   Tensor w1_, w2_, w3_;

@@ -12,6 +12,8 @@
 #   SHAPES="256:4:4:2048:4:3" THREADS=2 ROUNDS=1 scripts/bench_attention.sh
 #   ATTN=softmax TORCH=0 scripts/bench_attention.sh
 #   SAVE=bench/results/attention_cpu.txt scripts/bench_attention.sh   also writes the table there
+#   BASE=/path/to/other/checkout/build scripts/bench_attention.sh     adds that build's fused step
+#                                          (a before/after comparison, interleaved like the rest)
 # A shape is d_model:layers:heads:T:B:steps (steps timed after one warm-up). The defaults:
 # the toy "find the block" task (experiments/configs/toy_find_block.ini: d 128, 4 layers,
 # 2 heads, T 64, batch 32), d 128 at T 256, d 256 at T 64 and 256 (batch 32), and the
@@ -41,6 +43,11 @@ for r in $(seq "$ROUNDS"); do
           echo "threads=$th round=$r $(OMP_NUM_THREADS=$th "$BUILD_DIR/bench_attention" --attention "$att" --impl "$impl" \
             --d-model "$d" --layers "$L" --heads "$H" --seq "$T" --tokens $((T * B)) --steps "$S")" | tee -a "$out"
         done
+        if [[ -n ${BASE:-} ]]; then
+          echo "threads=$th round=$r $(OMP_NUM_THREADS=$th "$BASE/bench_attention" --attention "$att" --impl fused \
+            --d-model "$d" --layers "$L" --heads "$H" --seq "$T" --tokens $((T * B)) --steps "$S" |
+            sed 's/^RESULT \([a-z]*\) fused /RESULT \1 base /')" | tee -a "$out"
+        fi
         if [[ $TORCH == 1 ]]; then
           echo "threads=$th round=$r $(OMP_NUM_THREADS=$th "$PY" bench/bench_attention_torch.py "$att" "$T" $((T * B)) "$S" "$d" "$L" "$H")" |
             tee -a "$out"
@@ -64,21 +71,28 @@ for line in open(sys.argv[1]):
     best[key] = [min(ms, old[0]), max(rss, old[1])] if old else [ms, rss]
 def get(k, i): return best[k][i] if k in best else None
 def fmt(x, spec): return format(x, spec) if x is not None else "-"
+base = any(k[2] == "base" for k in best)
 print(f"{'thr':>3} {'attention':9} {'d':>4} {'L':>2} {'H':>2} {'T':>5} {'B':>3} {'fused_ms':>9} {'maps_ms':>9} {'torch_ms':>9} "
-      f"{'maps/fused':>10} {'torch/fused':>11} {'fused_rss':>9} {'maps_rss':>9} {'torch_rss':>9}  (RSS in MiB)")
+      f"{'maps/fused':>10} {'torch/fused':>11} {'fused_rss':>9} {'maps_rss':>9} {'torch_rss':>9}"
+      + (f" {'base_ms':>9} {'torch/base':>10}" if base else "") + "  (RSS in MiB)")
 shapes = list(dict.fromkeys((k[0],) + k[3:] + (k[1],) for k in best))
 for th, d, L, H, T, B, a in shapes:
     f, m, t = (get((th, a, i, d, L, H, T, B), 0) for i in ("fused", "maps", "torch"))
     fr, mr, tr = (get((th, a, i, d, L, H, T, B), 1) for i in ("fused", "maps", "torch"))
     print(f"{th:3} {a:9} {d:4} {L:2} {H:2} {T:5} {B:3} {fmt(f,'9.1f')} {fmt(m,'9.1f')} {fmt(t,'9.1f')} "
           f"{fmt(m/f if f and m else None,'10.2f')} {fmt(t/f if f and t else None,'11.2f')} "
-          f"{fmt(fr,'9.0f')} {fmt(mr,'9.0f')} {fmt(tr,'9.0f')}")
+          f"{fmt(fr,'9.0f')} {fmt(mr,'9.0f')} {fmt(tr,'9.0f')}", end="")
+    if base:
+        b = get((th, a, "base", d, L, H, T, B), 0)
+        print(f" {fmt(b,'9.1f')} {fmt(t/b if b and t else None,'10.2f')}", end="")
+    print()
 PYEOF
 )
 {
   echo "# THREADS=\"$THREADS\" ROUNDS=$ROUNDS SHAPES=\"$SHAPES\" scripts/bench_attention.sh, $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc) CPUs); load average (1/5/15 min) $load0 before, $load1 after"
   echo "# ms: the fastest step over all rounds (each process: one warm-up, then the shape's steps), rounds interleaved"
+  if [[ -n ${BASE:-} ]]; then echo "# base: the fused step of $BASE ($(git -C "$BASE/.." log -1 --format='%h %s' 2>/dev/null | cut -c1-80))"; fi
   echo "# MTA = the paper's LM setting (kq 6x11 pre+post in layers l % 4 == 2, mixing pre+post in every layer, group norm + gate)"
   echo "$table"
 } | tee ${SAVE:+"$SAVE"}

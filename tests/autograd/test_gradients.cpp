@@ -2,6 +2,9 @@
 // tolerances as stated in tests/gradcheck.h (|num - ana| <= 1e-6 + 1e-5 |num|).
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <vector>
+
 #include "autograd/ops.h"
 #include "gradcheck.h"
 
@@ -126,6 +129,25 @@ TEST_CASE("grad: rms_norm and layer_norm") {
   GRADCHECK([](const TensorList& t) { return rms_norm(t[0], t[1]); }, x, w);
   GRADCHECK([](const TensorList& t) { return rms_norm(t[0], Tensor()); }, x);
   GRADCHECK([](const TensorList& t) { return layer_norm(t[0], t[1], t[2]); }, x, w, b);
+}
+
+TEST_CASE("grad: swiglu, and equal to silu(a) * b") {
+  auto a = rand_f64({3, 5, 11}, 44, -4, 4), b = rand_f64({3, 5, 11}, 45);
+  GRADCHECK([](const TensorList& t) { return swiglu(t[0], t[1]); }, a, b);
+  GRADCHECK([](const TensorList& t) { return swiglu(transpose(t[0], 0, 2), t[1]); }, rand_f64({11, 5, 3}, 46), b);
+  const auto y = swiglu(a, b).to_vector<double>(), ref = mul(silu(a), b).to_vector<double>();
+  for (size_t i = 0; i < y.size(); ++i) CHECK(y[i] == doctest::Approx(ref[i]).epsilon(1e-14));
+}
+
+TEST_CASE("grad: rotary_embedding, on split heads (a permuted view) and on a contiguous input") {
+  // The backward is the inverse rotation, which holds only for c^2 + s^2 = 1: the tables
+  // are the cos and sin of angles (an arbitrary table would fail the check).
+  std::vector<double> cv, sv;
+  for (int i = 0; i < 21; ++i) cv.push_back(std::cos(0.37 * i * i - 1.1)), sv.push_back(std::sin(0.37 * i * i - 1.1));
+  const Tensor c = from_vector(cv, {7, 3}), s = from_vector(sv, {7, 3});
+  GRADCHECK([&](const TensorList& t) { return rotary_embedding(permute(t[0], {0, 2, 1, 3}), c, s); },
+            rand_f64({2, 7, 4, 6}, 42));
+  GRADCHECK([&](const TensorList& t) { return rotary_embedding(t[0], c, s); }, rand_f64({3, 7, 6}, 43));
 }
 
 TEST_CASE("grad: embedding and cross_entropy with a loss mask") {

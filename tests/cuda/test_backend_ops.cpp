@@ -319,6 +319,29 @@ std::vector<Case> cases() {
                },
                true});
 
+  c.push_back({"rope: heads split by a permuted view [2,7,3,10] -> [2,3,7,10], forward and inverse", {"rope"}, t32, t64,
+               kBf16 + t32, [](const Env& e) {
+                 Tensor x = e.input({2, 7, 3, 10}).permute({0, 2, 1, 3}), cs = e.input({7, 5}), sn = e.input({7, 5});
+                 Tensor y = e.output({2, 3, 7, 10}), back = e.output({2, 3, 7, 10});
+                 rope_kernel(e.device)(x, cs, sn, false, y);
+                 rope_kernel(e.device)(y, cs, sn, true, back);
+                 return Outputs{out("y", y), out("inverse", back)};
+               }});
+
+  c.push_back({"swiglu forward and backward [1001] (a vector tail) and [3,67]", {"swiglu", "swiglu_backward"}, t32, t64,
+               kBf16 + t32, [](const Env& e) {
+                 Outputs o;
+                 for (const Shape& s : {Shape{1001}, Shape{3, 67}}) {
+                   Tensor a = e.input(s, -6, 6), b = e.input(s), g = e.input(s);
+                   Tensor y = e.output(s), ga = e.output(s), gb = e.output(s), gb_only = e.output(s);
+                   swiglu_kernel(e.device)(a, b, y);
+                   swiglu_bwd_kernel(e.device)(a, b, g, ga, gb);
+                   swiglu_bwd_kernel(e.device)(a, b, g, Tensor(), gb_only);  // one gradient asked
+                   for (auto& x : {out("y", y), out("ga", ga), out("gb", gb), out("gb alone", gb_only)}) o.push_back(x);
+                 }
+                 return o;
+               }});
+
   c.push_back({"adamw: one step with decay", {"adamw"}, t32, t64, kBf16 + t32, [](const Env& e) {
                  Tensor p = e.input({1001}), g = e.input({1001}), m = e.input({1001}, -0.1, 0.1),
                         v = e.input({1001}, 0, 0.01);
