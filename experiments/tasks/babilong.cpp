@@ -91,12 +91,12 @@ class BabilongData final : public TrainData {
           for (size_t s = 0; s < all.size(); s += (size_t)cfg_.eval_batch_size) {
             const std::vector<BabilongExample> ex(all.begin() + (std::ptrdiff_t)s,
                                                   all.begin() + (std::ptrdiff_t)std::min(all.size(), s + (size_t)cfg_.eval_batch_size));
-            Batch b = to_batch(ex);
+            const Batch b = to_batch(ex).to(model.device());
             loss_sum += cross_entropy(model.forward(b.inputs, unused), b.targets, b.mask).item() * (double)b.tokens;
             weight += (double)b.tokens;
             std::vector<std::string> prompts;
             for (auto& e : ex) prompts.push_back(e.text.substr(0, e.answer_start));
-            const auto answers = greedy_answers(model, prompts, answer_bytes, cfg_.device);
+            const auto answers = greedy_answers(model, prompts, answer_bytes);
             for (size_t i = 0; i < ex.size(); ++i) {
               const std::string want = ex[i].text.substr(ex[i].answer_start);  // the word and "."
               right += answers[i].compare(0, want.size(), want) == 0;
@@ -144,9 +144,9 @@ class BabilongData final : public TrainData {
       }
     }
     Batch b;
-    b.inputs = token_tensor(in, B, T, cfg_.device);
-    b.targets = token_tensor(tg, B, T, cfg_.device);
-    b.mask = from_vector<float>(mask, {B, T}, {cfg_.model.dtype, cfg_.device});
+    b.inputs = token_tensor(in, B, T);
+    b.targets = token_tensor(tg, B, T);
+    b.mask = from_vector<float>(mask, {B, T}, {cfg_.model.dtype, kCPU});
     b.tokens = counted;
     return b;
   }
