@@ -67,7 +67,7 @@ int recorded_threads(const std::string& dir) {
   return 0;
 }
 
-std::string bytes_first_line(const std::string& path) {
+std::string first_line(const std::string& path) {
   std::ifstream f(path);
   std::string line;
   std::getline(f, line);
@@ -675,7 +675,7 @@ void check_sweep_identity(const SweepRequest& req, const std::vector<std::map<st
     const auto diffs = sweep_identity_differences(owner, req.spec, req.scope);
     if (!diffs.empty()) {
       std::string from = owner.file;
-      if (auto p = bytes_first_line(ini.string()); p.find("(from ") != std::string::npos)
+      if (auto p = first_line(ini.string()); p.find("(from ") != std::string::npos)
         from = p.substr(p.find("(from ") + 6, p.rfind(')') - p.find("(from ") - 6);
       std::string lines;
       for (const auto& d : diffs) lines += "\n  " + d;
