@@ -188,6 +188,8 @@ TEST_CASE("babilong: a replay of every story confirms its answer, its world's ru
         CAPTURE(ex.question);
         CHECK(want != "");
         CHECK(ex.answer == want);
+        CHECK(ex.question.size() <= 44);     // the bounds babilong_story_bound adds up
+        CHECK(ex.answer.size() + 1 <= 9);
         forms[qa].insert(r.forms.begin(), r.forms.end());
         // The question's form: its first two words, and whether it names a receiver.
         const size_t two = ex.question.find(' ', ex.question.find(' ') + 1);
@@ -259,6 +261,7 @@ TEST_CASE("babilong: examples have exact lengths, facts in order at their offset
         size_t story = 1 + e.question.size() + 1 + e.answer.size() + 1;
         for (auto& f : e.facts) story += 1 + f.size();
         CHECK(e.text.size() == story + (size_t)c.distractions[di]);
+        CHECK((int)story <= babilong_story_bound(c.facts));
         CHECK(e.text.size() <= (size_t)c.context);
         CHECK(e.text.find('#') == std::string::npos);
         CHECK((std::count(e.text.begin(), e.text.end(), '~') > 0) == (c.distractions[di] > 0));
