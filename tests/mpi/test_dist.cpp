@@ -161,6 +161,7 @@ TEST_CASE("ranks_equal_one_process") {
     const RunLog log = RunLog::open_read((d / two / "run.h5").string());
     CHECK(log.attr_int("world_size") == 2);
     CHECK(log.attr_int("global_batch_size") == 4 * 2 * c.accum);
+    CHECK(log.attr_int("dist_replica_checks") == 4);  // every rank's parameters hashed equal after every step
     CHECK(RunLog::open_read((d / one / "run.h5").string()).attr_int("world_size") == 1);
   }
   // Four ranks (oversubscribed): with two, a+b = b+a hides the order of the sum; with four,
