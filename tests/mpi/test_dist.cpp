@@ -314,5 +314,23 @@ TEST_CASE("ranks_started_differently_refuse") {
   for (size_t at = m.out.find(expected); at != std::string::npos; at = m.out.find(expected, at + 1)) ++count;
   CHECK(count == 2);  // one line from each rank
   CHECK(!fs::exists(d / "r"));
+
+  // The same options, but the data file the same path names differs (each rank in its own
+  // directory): caught by its contents.
+  for (const char* w : {"a", "b"}) {
+    fs::create_directories(d / w);
+    std::ofstream(d / w / "corpus.txt") << std::string(4000, w[0] == 'a' ? 'x' : 'y') << "\n";
+  }
+  auto text_rank = [&](const char* w) {
+    return "-np 1 -wdir " + (d / w).string() + " sh -c \"" + kBin + " train --data.task text --data.path corpus.txt" +
+           " --data.seq_len 16 --model.d_model 16 --model.n_layers 1 --model.n_heads 2 --train.batch_size 2" +
+           " --train.steps 2 --quiet --run.out " + (d / "t").string() + "; echo \\$? > rc\"";
+  };
+  Run t = sh(d, "mpirun --oversubscribe --mca btl self,vader " + text_rank("a") + " : " + text_rank("b"));
+  INFO(t.out);
+  CHECK(slurp(d / "a/rc") == "2\n");
+  CHECK(slurp(d / "b/rc") == "2\n");
+  CHECK(t.out.find("rank 1 was started differently from rank 0: contents of corpus.txt is '") != std::string::npos);
+  CHECK(!fs::exists(d / "t"));
   fs::remove_all(d);
 }
