@@ -50,6 +50,11 @@ for name in toy lm; do
   done
 done
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+# Why the sum is not MPI_Allreduce: its bits against the rank-order sum, 4 and 2 ranks.
+mpicc -O2 -o "$work/allreduce_order" bench/allreduce_order.c
+for n in 4 2; do
+  mpirun -np $n --oversubscribe --mca btl self,vader "$work/allreduce_order" | sed 's/^/# /'
+done
 echo "# toy: $(echo $toy)"
 echo "# lm:  $(echo $lm)"
 echo "# both: $common"

@@ -265,6 +265,10 @@ int cmd_train(int argc, char** argv) {
   RunRequest req;
   const std::string chosen = cl.train.get_string("model.attention");
   req.config = make_train_config(cl.train, cl.variants.at(chosen));
+  // One GPU per rank: with several ranks on a machine, a plain "cuda" means the local rank's
+  // device ("cuda:N" is taken as given).
+  if (dist::size() > 1 && !req.config.device.is_cpu() && cl.train.get_string("train.device") == "cuda")
+    req.config.device.index = dist::local_rank();
   check_device_exists(req.config.device, "--train.device");
   req.options = resolved(cl);
   req.overwrite = cl.flags.count("overwrite") > 0;

@@ -782,7 +782,10 @@ class Training {
     if (world_ > 1 && step_s_ > 0) {
       out_.line(fmt("ranks: %d, exchanging gradients took %.1f%% of the training steps' time (%.3f of %.3f s)", world_,
                     100.0 * reduce_s_ / step_s_, reduce_s_, step_s_));
-      if (writer()) log_->set_attr("dist_reduce_share", reduce_s_ / step_s_);
+      if (writer()) {
+        log_->set_attr("dist_reduce_share", reduce_s_ / step_s_);
+        log_->set_attr("dist_replica_checks", replica_checks_);  // this session's parameter-hash comparisons
+      }
     }
     if (!writer()) return summary();
     write_attention_maps();
