@@ -16,16 +16,17 @@
 #                                          (a before/after comparison, interleaved like the rest)
 # A shape is d_model:layers:heads:T:B:steps (steps timed after one warm-up). The defaults:
 # the toy "find the block" task (experiments/configs/toy_find_block.ini: d 128, 4 layers,
-# 2 heads, T 64, batch 32), d 128 at T 256, d 256 at T 64 and 256 (batch 32), and the
-# paper-like d 256 model at T 1024 (8192 tokens per step). Longer sequences, e.g.
-# SHAPES="256:4:4:2048:4:3 256:4:4:4096:2:3", take minutes per PyTorch MTA step.
+# 2 heads, T 64, batch 32), d 128 at T 256, d 256 at T 64 and 256 (batch 32). The
+# paper-like d 256 model at longer sequences, 8192 tokens a step (bench/results/
+# attention_cpu.txt), e.g. SHAPES="256:4:4:1024:8:3 256:4:4:2048:4:3", takes minutes per
+# PyTorch MTA step.
 # Needs Debian's python3-torch for the PyTorch column (scripts/setup.sh --with-torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 THREADS=${THREADS:-"1 2"}
 ROUNDS=${ROUNDS:-3}
-SHAPES=${SHAPES:-"128:4:2:64:32:20 128:4:2:256:32:8 256:4:4:64:32:10 256:4:4:256:32:5 256:4:4:1024:8:3"}
+SHAPES=${SHAPES:-"128:4:2:64:32:10 128:4:2:256:32:4 256:4:4:64:32:6 256:4:4:256:32:3"}
 ATTN=${ATTN:-"softmax mta"}
 IMPLS=${IMPLS:-"fused maps"}
 TORCH=${TORCH:-1}
