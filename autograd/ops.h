@@ -109,7 +109,7 @@ Tensor swiglu(const Tensor& a, const Tensor& b);
 // Rotary position embedding of interleaved pairs (Su et al. 2021, eq. 34): pair i of
 // position t turned by the angle whose cos and sin are cos[t, i], sin[t, i]. x [..., T, Dh]
 // (a permuted view of heads is read in place), cos and sin [T, Dh/2] constants (no
-// gradient). The backward is the inverse rotation.
+// gradient: a table that requires grad is refused). The backward is the transposed map.
 Tensor rotary_embedding(const Tensor& x, const Tensor& cos, const Tensor& sin);
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-5);
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);

@@ -187,6 +187,8 @@ struct RotaryOp {
     detail::check_float(name, x);
     detail::check_compatible(name, x, cos);
     detail::check_compatible(name, x, sin);
+    if (ctx.needs_grad(1) || ctx.needs_grad(2))
+      throw std::invalid_argument("rotary_embedding: cos and sin are constants here, got a table that requires grad");
     if (x.dim() < 2 || x.size(-1) % 2 || cos.dim() != 2 || cos.shape() != sin.shape() || cos.size(0) != x.size(-2) ||
         cos.size(1) * 2 != x.size(-1))
       throw std::invalid_argument("rotary_embedding: input " + shape_str(x.shape()) + " with cos " +
@@ -199,8 +201,8 @@ struct RotaryOp {
     return y;
   }
   static TensorList backward(Context& ctx, const Tensor& g) {
-    // The rotation is orthogonal: its gradient is the inverse rotation of g. No gradient
-    // flows to the tables (position encodings are not learned).
+    // Per pair the map is the matrix [[c, -s], [s, c]]; its gradient is the transpose,
+    // [[c, s], [-s, c]]: the kernel with s negated (for a true rotation, the inverse).
     Tensor gx;
     if (ctx.needs_grad(0)) {
       gx = Tensor::empty(g.shape(), g.options());

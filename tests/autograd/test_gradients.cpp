@@ -140,14 +140,16 @@ TEST_CASE("grad: swiglu, and equal to silu(a) * b") {
 }
 
 TEST_CASE("grad: rotary_embedding, on split heads (a permuted view) and on a contiguous input") {
-  // The backward is the inverse rotation, which holds only for c^2 + s^2 = 1: the tables
-  // are the cos and sin of angles (an arbitrary table would fail the check).
+  // Tables as Rope builds them (cos and sin of angles); the backward is the transposed map,
+  // right for any table.
   std::vector<double> cv, sv;
   for (int i = 0; i < 21; ++i) cv.push_back(std::cos(0.37 * i * i - 1.1)), sv.push_back(std::sin(0.37 * i * i - 1.1));
   const Tensor c = from_vector(cv, {7, 3}), s = from_vector(sv, {7, 3});
   GRADCHECK([&](const TensorList& t) { return rotary_embedding(permute(t[0], {0, 2, 1, 3}), c, s); },
             rand_f64({2, 7, 4, 6}, 42));
   GRADCHECK([&](const TensorList& t) { return rotary_embedding(t[0], c, s); }, rand_f64({3, 7, 6}, 43));
+  GRADCHECK([&](const TensorList& t) { return rotary_embedding(t[0], mul(c, 1.7), s); }, rand_f64({3, 7, 6}, 47));
+  CHECK_THROWS_AS(rotary_embedding(rand_f64({3, 7, 6}, 48), rand_f64({7, 3}, 49), s), std::invalid_argument);
 }
 
 TEST_CASE("grad: embedding and cross_entropy with a loss mask") {
