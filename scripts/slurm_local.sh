@@ -44,7 +44,7 @@ free_ports() {
 write_conf() {  # dir port
   local dir=$1 port=$2 host cpus mem
   host=$(hostname -s)
-  cpus=$(nproc)
+  cpus=$(nproc --all)  # not nproc: it honours OMP_NUM_THREADS, which scripts/test.sh sets to 1
   mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
   # cred_expire=10: also how long a requeued job waits before it may start again (the
   # default 120 s made a requeue take ~150 s). batch_sched_delay=0: a batch job starts
