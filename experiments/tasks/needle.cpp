@@ -97,28 +97,7 @@ class NeedleData final : public TrainData {
   }
 
  private:
-  // Examples of one length: inputs text[0, L−1), targets text[1, L), loss on answer bytes.
-  Batch to_batch(const std::vector<NeedleExample>& ex) const {
-    const int64_t B = (int64_t)ex.size(), T = (int64_t)ex[0].text.size() - 1;
-    std::vector<int32_t> in, tg;
-    std::vector<float> mask;
-    int64_t counted = 0;
-    for (auto& e : ex) {
-      for (int64_t t = 0; t < T; ++t) {
-        in.push_back((unsigned char)e.text[t]);
-        tg.push_back((unsigned char)e.text[t + 1]);
-        const bool answer = t + 1 >= e.answer_start;
-        mask.push_back(answer ? 1.f : 0.f);
-        counted += answer;
-      }
-    }
-    Batch b;
-    b.inputs = token_tensor(in, B, T);
-    b.targets = token_tensor(tg, B, T);
-    b.mask = from_vector<float>(mask, {B, T}, {cfg_.model.dtype, kCPU});
-    b.tokens = counted;
-    return b;
-  }
+  Batch to_batch(const std::vector<NeedleExample>& ex) const { return answer_batch(ex, cfg_.model.dtype); }
 
   TrainConfig cfg_;
   NeedleTask task_;

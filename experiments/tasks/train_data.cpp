@@ -25,6 +25,30 @@ int64_t state_value(const std::map<std::string, int64_t>& s, const std::string& 
   return it->second;
 }
 
+Batch answer_batch(const std::vector<const std::string*>& texts, const std::vector<int64_t>& answer_starts, DType dtype) {
+  const int64_t B = (int64_t)texts.size(), T = (int64_t)texts[0]->size() - 1;
+  std::vector<int32_t> in, tg;
+  std::vector<float> mask;
+  int64_t counted = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const std::string& text = *texts[i];
+    if ((int64_t)text.size() != T + 1) throw std::invalid_argument("answer_batch: examples of different lengths");
+    for (int64_t t = 0; t < T; ++t) {
+      in.push_back((unsigned char)text[t]);
+      tg.push_back((unsigned char)text[t + 1]);
+      const bool answer = t + 1 >= answer_starts[i];
+      mask.push_back(answer ? 1.f : 0.f);
+      counted += answer;
+    }
+  }
+  Batch b;
+  b.inputs = token_tensor(in, B, T);
+  b.targets = token_tensor(tg, B, T);
+  b.mask = from_vector<float>(mask, {B, T}, {dtype, kCPU});
+  b.tokens = counted;
+  return b;
+}
+
 std::vector<std::string> greedy_answers(Transformer& model, const std::vector<std::string>& prompts, int answer_len) {
   const Device device = model.device();
   const int64_t B = (int64_t)prompts.size(), P = B ? (int64_t)prompts[0].size() : 0;

@@ -85,6 +85,19 @@ class TaskRegistry {
 // Helpers the tasks share.
 Tensor token_tensor(const std::vector<int32_t>& v, int64_t B, int64_t T);  // int32 [B, T] on the host
 int64_t state_value(const std::map<std::string, int64_t>& s, const std::string& key);  // InputError if absent
+// Question-answer examples of one length as a host batch: inputs text[0, L−1), targets
+// text[1, L), the loss on the answer bytes only (positions from answer_start on).
+Batch answer_batch(const std::vector<const std::string*>& texts, const std::vector<int64_t>& answer_starts, DType dtype);
+template <class Example>  // anything with .text and .answer_start (needle, babilong)
+Batch answer_batch(const std::vector<Example>& ex, DType dtype) {
+  std::vector<const std::string*> texts;
+  std::vector<int64_t> starts;
+  for (const Example& e : ex) {
+    texts.push_back(&e.text);
+    starts.push_back((int64_t)e.answer_start);
+  }
+  return answer_batch(texts, starts, dtype);
+}
 // Greedy answers of answer_len bytes to prompts of one length, decoded incrementally
 // (Transformer::decode: the prompt fills the cache, then one token at a time), on the
 // model's device.
