@@ -14,7 +14,10 @@ opts="--model.d_model 16 --model.n_layers 1 --model.n_heads 2 --task.total_len 2
       --train.threads 1 --train.steps 4 --quiet"
 "$bin" train $opts --train.grad_accum 2 --run.out one
 rc=0
-"$here/scripts/slurm_local.sh" run srun --mpi=pmix -n 2 "$bin" train $opts --run.out two || rc=$?
+# srun under its own time limit (well inside ctest's 300 s): if it waits forever (a node Slurm
+# cannot fill), it ends and slurm_local.sh's EXIT trap still stops the daemons; a timeout from
+# ctest would kill this script only and leave them running.
+"$here/scripts/slurm_local.sh" run timeout 120 srun --mpi=pmix -n 2 "$bin" train $opts --run.out two || rc=$?
 [[ $rc == 77 ]] && exit 77
 [[ $rc == 0 ]] || { echo "FAIL: srun exited $rc"; exit 1; }
 # A failed launch can look like success (shared/design/slurm-local.md): check what it wrote.
