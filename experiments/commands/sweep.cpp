@@ -156,7 +156,17 @@ pid_t start_sweep_run(const std::vector<std::string>& args, RunPlan::Kind kind, 
   envp.push_back(nullptr);
   const pid_t parent = getpid();
   std::fflush(nullptr);
+  // The stop signals are blocked across the fork, so the child holds one sent before it
+  // exec's `mtalab train` (which unblocks them in install_stop_handlers). Blocking only in
+  // the child left a window after fork in which the sweep's own inherited handler took the
+  // signal in the child, and the run never heard of it.
+  sigset_t stop, before;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  sigprocmask(SIG_BLOCK, &stop, &before);
   const pid_t pid = fork();
+  if (pid != 0) sigprocmask(SIG_SETMASK, &before, nullptr);  // the sweep: a deferred signal arrives now
   if (pid < 0) {
     ::close(fd);
     throw IoError("cannot start a run: fork: " + errno_text(errno));
@@ -168,14 +178,9 @@ pid_t start_sweep_run(const std::vector<std::string>& args, RunPlan::Kind kind, 
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGUSR1, SIG_DFL);
-    // Held until `mtalab train` installs its handlers (install_stop_handlers unblocks them):
-    // a stop signal in between is then a clean stop request, never a default-action death
-    // that the manifest would call a failure.
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    sigprocmask(SIG_BLOCK, &stop, nullptr);
+    // SIGINT/SIGTERM stay blocked (from before the fork) until `mtalab train` installs its
+    // handlers: a stop signal in between is then a clean stop request, never a default-action
+    // death that the manifest would call a failure.
     dup2(fd, 1);
     dup2(fd, 2);
     execvpe(argv[0], argv.data(), envp.data());
