@@ -83,7 +83,8 @@ void refuse_duplicate(const std::vector<T>& seen, T v, const std::string& item, 
 
 }  // namespace
 
-std::vector<int> parse_int_list(const std::string& s, const std::string& option) {
+std::vector<int> parse_int_list(const std::string& s, const std::string& option, int min) {
+  const std::string what = min == 1 ? "a positive integer" : "an integer >= " + std::to_string(min);
   std::vector<int> out;
   for (const std::string& item : list_items(s)) {
     size_t used = 0;
@@ -93,8 +94,8 @@ std::vector<int> parse_int_list(const std::string& s, const std::string& option)
     } catch (...) {
       used = 0;
     }
-    if (used == 0 || used != item.size() || v < 1)
-      throw InputError("option --" + option + ": '" + item + "' is not a positive integer (expected a list like 128,256)");
+    if (used == 0 || used != item.size() || v < min)
+      throw InputError("option --" + option + ": '" + item + "' is not " + what + " (expected a list like 128,256)");
     refuse_duplicate(out, v, item, option);
     out.push_back(v);
   }

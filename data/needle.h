@@ -35,7 +35,7 @@ struct NeedleConfig {
 void validate(const NeedleConfig& c);
 
 // "128,256" → {128, 256}; "0,0.5,1" → {0, 0.5, 1}. InputError naming `option` otherwise.
-std::vector<int> parse_int_list(const std::string& s, const std::string& option);
+std::vector<int> parse_int_list(const std::string& s, const std::string& option, int min = 1);
 std::vector<double> parse_depth_list(const std::string& s, const std::string& option);
 
 struct NeedleExample {

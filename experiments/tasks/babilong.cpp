@@ -10,7 +10,6 @@
 #include "autograd/errors.h"
 #include "autograd/ops.h"
 #include "data/babilong.h"
-#include "data/byte_corpus.h"
 #include "data/needle.h"
 #include "experiments/tasks/train_data.h"
 
@@ -22,39 +21,14 @@ BabilongConfig babilong_config(const OptionValues& v) {
   c.tasks = parse_int_list(v.get_string("task.qa"), "task.qa");
   c.facts = (int)v.get_int("task.facts");
   c.context = (int)v.get_int("task.context");
-  c.distractions.clear();
-  // parse_int_list takes positive integers; a distraction may be 0.
-  const std::string d = v.get_string("task.distractions");
-  size_t from = 0;
-  for (;;) {
-    const size_t comma = d.find(',', from);
-    const std::string item = d.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
-    size_t used = 0;
-    int x = -1;
-    try {
-      x = std::stoi(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size() || x < 0)
-      throw InputError("option --task.distractions: '" + item +
-                       "' is not a number of bytes >= 0 (expected a list like 0,256,512)");
-    c.distractions.push_back(x);
-    if (comma == std::string::npos) break;
-    from = comma + 1;
-  }
+  c.distractions = parse_int_list(v.get_string("task.distractions"), "task.distractions", 0);
   c.per_cell = v.get_int("task.per_cell");
   validate(c);
   return c;
 }
 
 BabilongTask make_task(const TrainConfig& c) {
-  ByteCorpusConfig bc;
-  bc.path = c.data_path;
-  bc.val_path = c.val_path;
-  bc.val_fraction = c.val_fraction;
-  bc.seq_len = c.options.get_int("task.context");
-  ByteCorpus corpus = load_byte_corpus(bc);
+  ByteCorpus corpus = task_corpus(c);
   return BabilongTask(babilong_config(c.options), std::move(corpus.train), std::move(corpus.val), c.seed);
 }
 

@@ -8,7 +8,6 @@
 
 #include "autograd/errors.h"
 #include "autograd/ops.h"
-#include "data/byte_corpus.h"
 #include "data/needle.h"
 #include "experiments/tasks/train_data.h"
 
@@ -29,12 +28,7 @@ NeedleConfig needle_config(const OptionValues& v) {
 }
 
 NeedleTask make_task(const TrainConfig& c) {
-  ByteCorpusConfig bc;
-  bc.path = c.data_path;
-  bc.val_path = c.val_path;
-  bc.val_fraction = c.val_fraction;
-  bc.seq_len = c.options.get_int("task.context");
-  ByteCorpus corpus = load_byte_corpus(bc);
+  ByteCorpus corpus = task_corpus(c);
   return NeedleTask(needle_config(c.options), std::move(corpus.train), std::move(corpus.val), c.seed);
 }
 

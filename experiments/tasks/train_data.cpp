@@ -25,6 +25,15 @@ int64_t state_value(const std::map<std::string, int64_t>& s, const std::string& 
   return it->second;
 }
 
+ByteCorpus task_corpus(const TrainConfig& c) {
+  ByteCorpusConfig bc;
+  bc.path = c.data_path;
+  bc.val_path = c.val_path;
+  bc.val_fraction = c.val_fraction;
+  bc.seq_len = c.options.get_int("task.context");
+  return load_byte_corpus(bc);
+}
+
 Batch answer_batch(const std::vector<const std::string*>& texts, const std::vector<int64_t>& answer_starts, DType dtype) {
   const int64_t B = (int64_t)texts.size(), T = (int64_t)texts[0]->size() - 1;
   std::vector<int32_t> in, tg;

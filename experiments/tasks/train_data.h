@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "autograd/tensor.h"
+#include "data/byte_corpus.h"
 #include "experiments/train/config.h"
 #include "layers/transformer.h"
 
@@ -98,6 +99,9 @@ Batch answer_batch(const std::vector<Example>& ex, DType dtype) {
   }
   return answer_batch(texts, starts, dtype);
 }
+// data.path split into training and held-out text for a task whose examples are
+// task.context bytes (needle, babilong: the haystack).
+ByteCorpus task_corpus(const TrainConfig& c);
 // Greedy answers of answer_len bytes to prompts of one length, decoded incrementally
 // (Transformer::decode: the prompt fills the cache, then one token at a time), on the
 // model's device.

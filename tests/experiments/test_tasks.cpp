@@ -120,6 +120,6 @@ TEST_CASE("tasks: the babilong task trains, logs its task x distraction grid, an
   CHECK(qa.err.find("option --task.qa: 7 is not a bAbI task") != std::string::npos);
   const ProcResult neg = run_mtalab(d.path, "train --run.out bad" + base + " --task.distractions 0,-5");
   CHECK(neg.code == 2);
-  CHECK(neg.err.find("option --task.distractions: '-5' is not a number of bytes") != std::string::npos);
+  CHECK(neg.err.find("option --task.distractions: '-5' is not an integer >= 0") != std::string::npos);
   CHECK_FALSE(fs::exists(d.path / "bad"));
 }
