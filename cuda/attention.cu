@@ -25,6 +25,7 @@
 
 #include "autograd/bf16_staging.h"
 #include "cuda/attention_flash.cuh"
+#include "cuda/attention_mta_tc.cuh"
 #include "cuda/common.cuh"
 
 namespace mtalab::cuda {
@@ -638,11 +639,85 @@ void flash_tc_backward(const Tensor& q, const Tensor& k, const Tensor& v, const 
   else flash_tc_backward_typed<bfloat16>(q, k, v, o, lse, dout, a, g);
 }
 
+// ---- bfloat16 MTA on the tensor cores (cuda/attention_mta_tc.cuh) ---------------------------
+// A block's boxes must fit the shared memory of one block (sm_80: 163 KiB); bigger
+// convolutions or groups take the staged path.
+constexpr size_t kMtaSmemLimit = 160 * 1024;
+mta_tc::Conv mta_conv(const Tensor& w, int64_t p) {
+  if (!w.defined()) return {};
+  return {(int)w.size(1), (int)w.size(2), (int)p, ptr<const float>(w)};
+}
+mta_tc::Params mta_params(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a) {
+  mta_tc::Params p{};
+  p.q = ptr<const bfloat16>(q), p.k = ptr<const bfloat16>(k), p.v = ptr<const bfloat16>(v);
+  const Shapes s = shapes_of(q, a);
+  p.B = (int)s.B, p.H = (int)s.H, p.T = (int)s.T, p.D = (int)s.D, p.ch = (int)s.ch;
+  p.scale = (float)a.scale;
+  p.pre = mta_conv(a.kq_pre, a.p_pre), p.post = mta_conv(a.kq_post, a.p_post);
+  p.mpre = a.mix_pre.defined() ? ptr<const float>(a.mix_pre) : nullptr;
+  p.mpost = a.mix_post.defined() ? ptr<const float>(a.mix_post) : nullptr;
+  return p;
+}
+bool mta_on_tensor_cores(const Tensor& q, const AttentionParams& a) {
+  if (q.dtype() != DType::bf16 || a.plain() || !flash::supported_head_dim(q.size(3))) return false;
+  for (const Tensor* w : {&a.kq_pre, &a.mix_pre, &a.kq_post, &a.mix_post})
+    if (w->defined() && w->dtype() != DType::f32) return false;
+  const mta_tc::Params p = mta_params(q, q, q, a);
+  for (mta_tc::Kind kind : {mta_tc::Kind::lse, mta_tc::Kind::out, mta_tc::Kind::dr, mta_tc::Kind::dq, mta_tc::Kind::dkv})
+    if (mta_tc::make_plan(kind, p).bytes() > kMtaSmemLimit) return false;
+  return true;
+}
+void mta_launch(const char* name, void (*kernel)(mta_tc::Params), mta_tc::Kind kind, const mta_tc::Params& p) {
+  const size_t bytes = mta_tc::make_plan(kind, p).bytes();
+  allow_smem(kernel, bytes);
+  launch(name, kernel, dim3((unsigned)p.tiles(), (unsigned)p.G(), (unsigned)p.B), mta_tc::kThreads, bytes, p);
+}
+void mta_tc_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a, const Tensor& o,
+                    const Tensor& lse) {
+  mta_tc::Params p = mta_params(q, k, v, a);
+  p.o = o.raw(), p.o_bf16 = o.dtype() == DType::bf16, p.lse = ptr<float>(lse);
+  mta_launch("attention_mta_tc_lse", mta_tc::mta_lse, mta_tc::Kind::lse, p);
+  mta_launch("attention_mta_tc_out", mta_tc::mta_out, mta_tc::Kind::out, p);
+}
+void mta_tc_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse, const Tensor& dout,
+                     const AttentionParams& a, const AttentionGrads& g) {
+  mta_tc::Params p = mta_params(q, k, v, a);
+  auto out = [](const Tensor& t, bool& bf) -> void* {
+    bf = t.defined() && t.dtype() == DType::bf16;
+    return t.defined() ? t.raw() : nullptr;
+  };
+  p.dq = out(g.dq, p.dq_bf16), p.dk = out(g.dk, p.dk_bf16), p.dv = out(g.dv, p.dv_bf16);
+  p.dout = dout.raw(), p.dout_bf16 = dout.dtype() == DType::bf16;
+  p.lse = const_cast<float*>(ptr<const float>(lse));
+  Tensor Dr = Tensor::empty({(int64_t)p.B * p.H * p.T}, {DType::f32, q.device()});
+  p.Dr = ptr<float>(Dr);
+  const bool weights = g.dkq_pre.defined() || g.dmix_pre.defined() || g.dkq_post.defined() || g.dmix_post.defined();
+  const int nw = p.n_weights(), units = p.B * p.G() * p.tiles();
+  Tensor partial;
+  if (weights) partial = Tensor::empty({(int64_t)units * nw}, {DType::f32, q.device()}), p.partial = ptr<float>(partial);
+  mta_launch("attention_mta_tc_dr", mta_tc::mta_dr, mta_tc::Kind::dr, p);
+  if (p.dq || weights) mta_launch("attention_mta_tc_dq", mta_tc::mta_dq, mta_tc::Kind::dq, p);
+  if (p.dk || p.dv) mta_launch("attention_mta_tc_dkv", mta_tc::mta_dkv, mta_tc::Kind::dkv, p);
+  // The weight gradients in the partials' order: kq_pre, mix_pre, kq_post, mix_post.
+  int w0 = 0;
+  auto reduce = [&](const Tensor& gw, bool present, int n) {
+    if (present && gw.defined())
+      launch("attention_mta_tc_reduce", mta_tc::mta_reduce, grid_for((int64_t)p.G() * n), kThreads, 0,
+             ptr<const float>(partial), p.B, p.G(), p.tiles(), nw, w0, n, ptr<float>(gw));
+    if (present) w0 += n;
+  };
+  reduce(g.dkq_pre, p.pre.w != nullptr, p.ch * p.taps_pre());
+  reduce(g.dmix_pre, p.mpre != nullptr, p.ch * p.ch);
+  reduce(g.dkq_post, p.post.w != nullptr, p.ch * p.taps_post());
+  reduce(g.dmix_post, p.mpost != nullptr, p.ch * p.ch);
+}
+
 // bfloat16 elsewhere (MTA, other head dims; autograd/kernels.h's contract) staged through
 // float32.
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a, const Tensor& o,
                const Tensor& lse) {
   if (on_tensor_cores(q, k, v, a)) return flash_tc_forward(q, k, v, a, o, lse);
+  if (mta_on_tensor_cores(q, a)) return mta_tc_forward(q, k, v, a, o, lse);
   if (q.dtype() == DType::bf16) {
     Bf16Staging s;
     attention(s.in(q), s.in(k), s.in(v), a, s.out(o), lse);
@@ -654,6 +729,7 @@ void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
                    const Tensor& dout, const AttentionParams& a, const AttentionGrads& g) {
   if (on_tensor_cores(q, k, v, a) && tc_grads_ok(g) && (dout.dtype() != DType::bf16 || aligned16(dout)))
     return flash_tc_backward(q, k, v, o, lse, dout, a, g);
+  if (mta_on_tensor_cores(q, a)) return mta_tc_backward(q, k, v, lse, dout, a, g);
   if (q.dtype() == DType::bf16) {
     Bf16Staging s;
     AttentionGrads w = g;
