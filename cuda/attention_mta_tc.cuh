@@ -38,6 +38,9 @@ namespace mtalab::cuda::mta_tc {
 
 constexpr int kThreads = 128, kWarps = kThreads / 32;
 constexpr int kTile = 16;  // query rows and keys of a tile
+// Launch bounds' blocks per SM: with none stated, ptxas held mta_out to 64 registers on sm_90
+// and spilled (scripts/check_tensor_cores.py caught it); 1 lets it use what it needs.
+constexpr int kMinBlocks = 1;
 
 // A key-query convolution: c_q x c_k taps, key offset p, weights [H, c_q, c_k]; absent
 // (w null) it is the identity (one tap of weight 1).
@@ -177,7 +180,7 @@ __device__ __forceinline__ uint32_t pk(uint16_t lo, uint16_t hi) { return (uint3
 // w, w + 4, ...; a(i, k) and b(k, n) return bfloat16 bits, store(i, j, x) receives each
 // tile's sum (called for every element of the padded tiles). M a multiple of 16, K of 16.
 template <class A, class B, class C>
-__device__ void warp_gemm(int M, int N, int K, A a, B b, C store) {
+__device__ __forceinline__ void warp_gemm(int M, int N, int K, A a, B b, C store) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int mt = M / 16, nt = (N + 7) / 8;
   for (int tile = warp; tile < mt * nt; tile += kWarps) {  // warp-uniform trip count
@@ -206,7 +209,7 @@ __device__ __forceinline__ void store_any(void* p, bool bf, int64_t i, float x) 
 
 // Rows [r0, r0 + n) of one head's [T, D] matrix as bfloat16 into s [npad, D]; rows outside
 // [0, T) and past n are zeros.
-__device__ void stage_rows(uint16_t* s, const void* src, bool bf, int64_t base, int r0, int n, int npad, int T, int D) {
+__device__ __forceinline__ void stage_rows(uint16_t* s, const void* src, bool bf, int64_t base, int r0, int n, int npad, int T, int D) {
   for (int e = threadIdx.x; e < npad * D; e += kThreads) {
     const int i = e / D, r = r0 + i;
     s[e] = i < n && r >= 0 && r < T ? (bf ? static_cast<const uint16_t*>(src)[base + (int64_t)r * D + e % D]
@@ -223,7 +226,7 @@ struct Block {
 
 // out = Mask_0(x_r · y_c) (scaled) on grid o, for every head: x rows are the grid's rows, y
 // rows its keys (S = scale Q Kᵀ, dP' = dO Vᵀ).
-__device__ void products(const Params& p, const Plan& pl, float* smem, const Block& bk, const Grid& o, const void* x,
+__device__ __forceinline__ void products(const Params& p, const Plan& pl, float* smem, const Block& bk, const Grid& o, const void* x,
                          bool xbf, const void* y, float scale) {
   uint16_t* sa = reinterpret_cast<uint16_t*>(smem + pl.stage_a);
   uint16_t* sb = reinterpret_cast<uint16_t*>(smem + pl.stage_b);
@@ -245,7 +248,7 @@ __device__ void products(const Params& p, const Plan& pl, float* smem, const Blo
 }
 
 // out = Mask_0(conv(in)) on out's box (eq. 4; out(i, j) reads in rows i-(c_q-1)+a, keys j-p+c).
-__device__ void conv(const Params& p, const Conv& cv, const Block& bk, const Grid& in, const Grid& out) {
+__device__ __forceinline__ void conv(const Params& p, const Conv& cv, const Block& bk, const Grid& in, const Grid& out) {
   const int taps = cv.cq * cv.ck;
   for (int e = threadIdx.x; e < out.size(p.ch); e += kThreads) {
     int u, r, c;
@@ -265,7 +268,7 @@ __device__ void conv(const Params& p, const Conv& cv, const Block& bk, const Gri
 }
 // The input gradient of the above: gin(i, j) = sum_{a,c} w[a, c] gout(i+(c_q-1)-a, j+p-c),
 // 0 off the causal region (gout is 0 there).
-__device__ void convT(const Params& p, const Conv& cv, const Block& bk, const Grid& gout, const Grid& gin) {
+__device__ __forceinline__ void convT(const Params& p, const Conv& cv, const Block& bk, const Grid& gout, const Grid& gin) {
   const int taps = cv.cq * cv.ck;
   for (int e = threadIdx.x; e < gin.size(p.ch); e += kThreads) {
     int u, r, c;
@@ -285,7 +288,7 @@ __device__ void convT(const Params& p, const Conv& cv, const Block& bk, const Gr
 }
 // Head mixing of the group (eq. 6): out_j = sum_i M[i, j] in_i, or its transpose
 // out_i = sum_j M[i, j] in_j; the identity when M is null. 0 off the causal region.
-__device__ void mix(const Params& p, const float* M, bool transposed, const Block& bk, const Grid& in,
+__device__ __forceinline__ void mix(const Params& p, const float* M, bool transposed, const Block& bk, const Grid& in,
                     const Grid& out) {
   const int ch = p.ch;
   const float* m = M ? M + bk.g * ch * ch : nullptr;
@@ -303,7 +306,7 @@ __device__ void mix(const Params& p, const float* M, bool transposed, const Bloc
   __syncthreads();
 }
 // P = exp(S' - lse) at j <= i, 0 elsewhere, in place.
-__device__ void exp_lse(const Params& p, const Block& bk, const Grid& x) {
+__device__ __forceinline__ void exp_lse(const Params& p, const Block& bk, const Grid& x) {
   for (int e = threadIdx.x; e < x.size(p.ch); e += kThreads) {
     int u, r, c;
     x.coords(e, u, r, c);
@@ -314,7 +317,7 @@ __device__ void exp_lse(const Params& p, const Block& bk, const Grid& x) {
 }
 
 // The scores up to S' = mix_pre(conv_pre(Mask_0(S))) on box pl.p (into grid P) from S on pl.s.
-__device__ void forward_scores(const Params& p, const Plan& pl, float* smem, const Block& bk) {
+__device__ __forceinline__ void forward_scores(const Params& p, const Plan& pl, float* smem, const Block& bk) {
   const Grid S = grid_at(smem, pl.S, pl.s, bk.i0, bk.j0), Sh = grid_at(smem, pl.Sh, pl.p, bk.i0, bk.j0),
              P = grid_at(smem, pl.P, pl.p, bk.i0, bk.j0);
   products(p, pl, smem, bk, S, p.q, true, p.k, p.scale);
@@ -322,14 +325,14 @@ __device__ void forward_scores(const Params& p, const Plan& pl, float* smem, con
   mix(p, p.mpre, false, bk, Sh, P);
 }
 // P' = Mask_0(mix_post(conv_post(P))) on the tile (grid Pp) from P on box pl.p.
-__device__ void forward_post(const Params& p, const Plan& pl, float* smem, const Block& bk) {
+__device__ __forceinline__ void forward_post(const Params& p, const Plan& pl, float* smem, const Block& bk) {
   const Grid P = grid_at(smem, pl.P, pl.p, bk.i0, bk.j0), Ph = grid_at(smem, pl.Ph, pl.y, bk.i0, bk.j0),
              Pp = grid_at(smem, pl.Pp, pl.y, bk.i0, bk.j0);
   conv(p, p.post, bk, P, Ph);
   mix(p, p.mpost, false, bk, Ph, Pp);
 }
 // dP = conv_postᵀ(mix_postᵀ(Mask_0(dO Vᵀ))) on box pl.b (grid dP), via dP' and dP̂ on pl.c.
-__device__ void backward_dp(const Params& p, const Plan& pl, float* smem, const Block& bk) {
+__device__ __forceinline__ void backward_dp(const Params& p, const Plan& pl, float* smem, const Block& bk) {
   const Grid dPp = grid_at(smem, pl.dPp, pl.c, bk.i0, bk.j0), dPh = grid_at(smem, pl.dPh, pl.c, bk.i0, bk.j0),
              dP = grid_at(smem, pl.dP, pl.b, bk.i0, bk.j0);
   products(p, pl, smem, bk, dPp, p.dout, p.dout_bf16, p.v, 1.f);
@@ -339,7 +342,7 @@ __device__ void backward_dp(const Params& p, const Plan& pl, float* smem, const 
 
 // The backward tile: dS on the tile (grid dS) and, with want_pp, P' (grid Pp); leaves every
 // intermediate grid for the weight gradients.
-__device__ void bwd_tile(const Params& p, const Plan& pl, float* smem, const Block& bk, bool want_pp) {
+__device__ __forceinline__ void bwd_tile(const Params& p, const Plan& pl, float* smem, const Block& bk, bool want_pp) {
   forward_scores(p, pl, smem, bk);
   const Grid P = grid_at(smem, pl.P, pl.p, bk.i0, bk.j0);
   exp_lse(p, bk, P);
@@ -360,7 +363,7 @@ __device__ void bwd_tile(const Params& p, const Plan& pl, float* smem, const Blo
 
 // acc[u] (+)= op(X_u) Y_u for every head: X the tile's grid (16 x 16, transposed with
 // trans), rounded to bfloat16; Y 16 rows of a [T, D] operand from row y0.
-__device__ void tile_product(const Params& p, const Plan& pl, float* smem, const Block& bk, const Grid& x, bool trans,
+__device__ __forceinline__ void tile_product(const Params& p, const Plan& pl, float* smem, const Block& bk, const Grid& x, bool trans,
                              const void* y, bool ybf, int y0, float* acc) {
   uint16_t* st = reinterpret_cast<uint16_t*>(smem + pl.stage_t);
   uint16_t* sb = reinterpret_cast<uint16_t*>(smem + pl.stage_b);
@@ -378,12 +381,12 @@ __device__ void tile_product(const Params& p, const Plan& pl, float* smem, const
 }
 
 __device__ __forceinline__ Block block_of(int i0, int j0) { return {(int)blockIdx.z, (int)blockIdx.y, i0, j0}; }
-__device__ void zero(float* x, int n) {
+__device__ __forceinline__ void zero(float* x, int n) {
   for (int e = threadIdx.x; e < n; e += kThreads) x[e] = 0.f;
   __syncthreads();
 }
 // Rows [r0, r0 + 16) of acc [c_h, 16, D] (times s) to a [B, H, T, D] output.
-__device__ void write_rows(const Params& p, const Block& bk, const float* acc, void* out, bool bf, int r0, float s) {
+__device__ __forceinline__ void write_rows(const Params& p, const Block& bk, const float* acc, void* out, bool bf, int r0, float s) {
   for (int e = threadIdx.x; e < p.ch * kTile * p.D; e += kThreads) {
     const int u = e / (kTile * p.D), i = e / p.D % kTile, d = e % p.D;
     if (r0 + i < p.T) store_any(out, bf, bk.head(p, u) + (int64_t)(r0 + i) * p.D + d, s * acc[e]);
@@ -391,7 +394,7 @@ __device__ void write_rows(const Params& p, const Block& bk, const float* acc, v
 }
 
 // ---- kernels ----------------------------------------------------------------------------
-__global__ void __launch_bounds__(kThreads) mta_lse(Params p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks) mta_lse(Params p) {
   MTALAB_DYNAMIC_SMEM(float, smem);
   const Plan pl = make_plan(Kind::lse, p);
   const int i0 = blockIdx.x * kTile, i1 = dev::min(p.T, i0 + kTile);
@@ -420,7 +423,7 @@ __global__ void __launch_bounds__(kThreads) mta_lse(Params p) {
   }
 }
 
-__global__ void __launch_bounds__(kThreads) mta_out(Params p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks) mta_out(Params p) {
   MTALAB_DYNAMIC_SMEM(float, smem);
   const Plan pl = make_plan(Kind::out, p);
   const int i0 = blockIdx.x * kTile, i1 = dev::min(p.T, i0 + kTile);
@@ -435,7 +438,7 @@ __global__ void __launch_bounds__(kThreads) mta_out(Params p) {
   write_rows(p, block_of(i0, 0), smem + pl.acc, p.o, p.o_bf16, i0, 1.f);
 }
 
-__global__ void __launch_bounds__(kThreads) mta_dr(Params p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks) mta_dr(Params p) {
   MTALAB_DYNAMIC_SMEM(float, smem);
   const Plan pl = make_plan(Kind::dr, p);
   const int i0 = blockIdx.x * kTile, i1 = dev::min(p.T, i0 + kTile);
@@ -464,7 +467,7 @@ __global__ void __launch_bounds__(kThreads) mta_dr(Params p) {
 
 // This tile's entries of every component's weight gradient, added to the block's sums w
 // (a thread per weight, the tile's entries in row-major order).
-__device__ void weight_grads(const Params& p, const Plan& pl, float* smem, const Block& bk, float* w) {
+__device__ __forceinline__ void weight_grads(const Params& p, const Plan& pl, float* smem, const Block& bk, float* w) {
   const int ch = p.ch, i0 = bk.i0, j0 = bk.j0;
   const Grid S = grid_at(smem, pl.S, pl.s, i0, j0), Sh = grid_at(smem, pl.Sh, pl.p, i0, j0),
              P = grid_at(smem, pl.P, pl.p, i0, j0), Ph = grid_at(smem, pl.Ph, pl.y, i0, j0),
@@ -499,7 +502,7 @@ __device__ void weight_grads(const Params& p, const Plan& pl, float* smem, const
   __syncthreads();
 }
 
-__global__ void __launch_bounds__(kThreads) mta_dq(Params p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks) mta_dq(Params p) {
   MTALAB_DYNAMIC_SMEM(float, smem);
   const Plan pl = make_plan(Kind::dq, p);
   const int i0 = blockIdx.x * kTile, i1 = dev::min(p.T, i0 + kTile), nw = p.n_weights();
@@ -520,7 +523,7 @@ __global__ void __launch_bounds__(kThreads) mta_dq(Params p) {
   }
 }
 
-__global__ void __launch_bounds__(kThreads) mta_dkv(Params p) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks) mta_dkv(Params p) {
   MTALAB_DYNAMIC_SMEM(float, smem);
   const Plan pl = make_plan(Kind::dkv, p);
   const int j0 = blockIdx.x * kTile;
