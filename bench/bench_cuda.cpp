@@ -122,7 +122,7 @@ void bench_matmul_bf16(cublasHandle_t blas) {
 // as the mixed-precision op asks), forward and backward, at FlashAttention-2's benchmark
 // shapes (B T = 16K tokens, H D = 2048), in TFLOP/s by FlashAttention's count
 // (autograd/attention_cost.h) and % of the device's dense bf16 peak. The peer, in the same
-// run, is the float32 warp-per-row reference kernels (T <= 2048: they are slow by design).
+// run, is the float32 band path of cuda/attention.cu (T <= 2048: cuBLAS over bands of full rows).
 void bench_attention_tc() {
   const double peak = bf16_peak_tflops(cuda_device_name(0));
   for (int64_t D : {64, 128})
