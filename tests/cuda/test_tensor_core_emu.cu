@@ -274,6 +274,23 @@ TEST_CASE("tensor cores (emulated): bfloat16 MTA runs on them, forward and backw
   CHECK(collectives(DType::bf16, 16) == std::pair<uint64_t, uint64_t>{0, 0});  // head dim 16: the staged path
 }
 
+TEST_CASE("tensor cores (emulated): bfloat16 MTA whose boxes exceed a block's shared memory takes the staged path") {
+  // c_h 8 heads with a 12 x 31 convolution at D 128: the backward tile's grids need ~350 KiB
+  // (cuda/attention_mta_tc.cuh's make_plan), over the 160 KiB a block may have.
+  const Device cuda{DeviceKind::cuda, 0};
+  const Shape s{1, 8, 9, 128};
+  Tensor q = full(s, 0.25, {DType::bf16, cuda}), o = full(s, 0.0, {DType::f32, cuda});
+  Tensor lse = full({1, 8, 9}, 0.0, {DType::f32, cuda});
+  AttentionParams a;
+  a.scale = 0.5;
+  a.kq_pre = full({8, 12, 31}, 0.0, {DType::f32, cuda}), a.p_pre = 15;
+  a.mix_pre = full({1, 8, 8}, 0.125, {DType::f32, cuda});
+  const uint64_t before = emu::stats().collectives;
+  attention_kernel(cuda)(q, q, q, a, o, lse);
+  CHECK(emu::stats().collectives == before);
+  for (double x : o.to_vector<double>()) CHECK(x == doctest::Approx(0.25));  // rows of equal values average to it
+}
+
 TEST_CASE("tensor cores (emulated): a bfloat16 view that starts mid-chunk takes the staged path, not cp.async") {
   const Device cuda{DeviceKind::cuda, 0};
   const Shape s{1, 1, 19, 32};
