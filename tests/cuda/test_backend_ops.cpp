@@ -417,10 +417,10 @@ std::vector<Case> cases() {
                                        {"every component, c_h 4, D32", 1, 4, 67, 32, 3, 5, 2, 2, 3, 1, 4, true, true},
                                        {"post conv left pad, mix post c_h 2, D64", 1, 4, 33, 64, 0, 0, 0, 3, 4, 3, 2, false,
                                         true},
-                                       {"c_q > T, c_k > T, mix pre c_h 1, D32", 1, 2, 5, 32, 7, 9, 4, 0, 0, 0, 1, true, false},
+                                       {"c_q > T, c_k > T, mix pre c_h 1, D32", 2, 2, 5, 32, 7, 9, 4, 0, 0, 0, 1, true, false},
                                        {"pre conv right pad, both mixes c_h 2, D128", 1, 2, 33, 128, 3, 4, 0, 0, 0, 0, 2, true,
                                         true},
-                                       {"every component, c_h 2, D64, o and dout bfloat16", 1, 2, 37, 64, 2, 3, 1, 3, 3, 2, 2,
+                                       {"every component, c_h 2, D64, o and dout bfloat16", 2, 4, 37, 64, 2, 3, 1, 3, 3, 2, 2,
                                         true, true, true}}) {
     const bool tensor_cores = t.D >= 32;  // plain: FlashAttention-2; MTA: the fused MTA kernels
     c.push_back({std::string("attention ") + t.name + " T" + std::to_string(t.T) + " forward and backward",
