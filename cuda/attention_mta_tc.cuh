@@ -247,9 +247,12 @@ __device__ __forceinline__ void products(const Params& p, const Plan& pl, float*
   }
 }
 
-// out = Mask_0(conv(in)) on out's box (eq. 4; out(i, j) reads in rows i-(c_q-1)+a, keys j-p+c).
-__device__ __forceinline__ void conv(const Params& p, const Conv& cv, const Block& bk, const Grid& in, const Grid& out) {
-  const int taps = cv.cq * cv.ck;
+// out = Mask_0(conv(in)) on out's box (eq. 4: out(i, j) reads in rows i-(c_q-1)+a, keys
+// j-p+c), or with `transposed` its input gradient, out(i, j) = sum_{a,c} w[a, c]
+// in(i+(c_q-1)-a, j+p-c) (in, a gradient, is 0 off the causal region); 0 off the causal region.
+__device__ __forceinline__ void conv(const Params& p, const Conv& cv, bool transposed, const Block& bk, const Grid& in,
+                                     const Grid& out) {
+  const int taps = cv.cq * cv.ck, sg = transposed ? -1 : 1;
   for (int e = threadIdx.x; e < out.size(p.ch); e += kThreads) {
     int u, r, c;
     out.coords(e, u, r, c);
@@ -259,30 +262,11 @@ __device__ __forceinline__ void conv(const Params& p, const Conv& cv, const Bloc
       else {
         const float* w = cv.w + (bk.g * p.ch + u) * taps;
         for (int a = 0; a < cv.cq; ++a)
-          for (int t = 0; t < cv.ck; ++t) s += w[a * cv.ck + t] * in.get(u, r - (cv.cq - 1) + a, c - cv.p + t);
+          for (int t = 0; t < cv.ck; ++t)
+            s += w[a * cv.ck + t] * in.get(u, r + sg * (a - (cv.cq - 1)), c + sg * (t - cv.p));
       }
     }
     out.at(u, r, c) = s;
-  }
-  __syncthreads();
-}
-// The input gradient of the above: gin(i, j) = sum_{a,c} w[a, c] gout(i+(c_q-1)-a, j+p-c),
-// 0 off the causal region (gout is 0 there).
-__device__ __forceinline__ void convT(const Params& p, const Conv& cv, const Block& bk, const Grid& gout, const Grid& gin) {
-  const int taps = cv.cq * cv.ck;
-  for (int e = threadIdx.x; e < gin.size(p.ch); e += kThreads) {
-    int u, r, c;
-    gin.coords(e, u, r, c);
-    float s = 0.f;
-    if (causal(r, c, p.T)) {
-      if (!cv.w) s = gout.get(u, r, c);
-      else {
-        const float* w = cv.w + (bk.g * p.ch + u) * taps;
-        for (int a = 0; a < cv.cq; ++a)
-          for (int t = 0; t < cv.ck; ++t) s += w[a * cv.ck + t] * gout.get(u, r + (cv.cq - 1) - a, c + cv.p - t);
-      }
-    }
-    gin.at(u, r, c) = s;
   }
   __syncthreads();
 }
@@ -321,14 +305,14 @@ __device__ __forceinline__ void forward_scores(const Params& p, const Plan& pl, 
   const Grid S = grid_at(smem, pl.S, pl.s, bk.i0, bk.j0), Sh = grid_at(smem, pl.Sh, pl.p, bk.i0, bk.j0),
              P = grid_at(smem, pl.P, pl.p, bk.i0, bk.j0);
   products(p, pl, smem, bk, S, p.q, true, p.k, p.scale);
-  conv(p, p.pre, bk, S, Sh);
+  conv(p, p.pre, false, bk, S, Sh);
   mix(p, p.mpre, false, bk, Sh, P);
 }
 // P' = Mask_0(mix_post(conv_post(P))) on the tile (grid Pp) from P on box pl.p.
 __device__ __forceinline__ void forward_post(const Params& p, const Plan& pl, float* smem, const Block& bk) {
   const Grid P = grid_at(smem, pl.P, pl.p, bk.i0, bk.j0), Ph = grid_at(smem, pl.Ph, pl.y, bk.i0, bk.j0),
              Pp = grid_at(smem, pl.Pp, pl.y, bk.i0, bk.j0);
-  conv(p, p.post, bk, P, Ph);
+  conv(p, p.post, false, bk, P, Ph);
   mix(p, p.mpost, false, bk, Ph, Pp);
 }
 // dP = conv_postᵀ(mix_postᵀ(Mask_0(dO Vᵀ))) on box pl.b (grid dP), via dP' and dP̂ on pl.c.
@@ -337,7 +321,7 @@ __device__ __forceinline__ void backward_dp(const Params& p, const Plan& pl, flo
              dP = grid_at(smem, pl.dP, pl.b, bk.i0, bk.j0);
   products(p, pl, smem, bk, dPp, p.dout, p.dout_bf16, p.v, 1.f);
   mix(p, p.mpost, true, bk, dPp, dPh);
-  convT(p, p.post, bk, dPh, dP);
+  conv(p, p.post, true, bk, dPh, dP);
 }
 
 // The backward tile: dS on the tile (grid dS) and, with want_pp, P' (grid Pp); leaves every
@@ -358,7 +342,7 @@ __device__ __forceinline__ void bwd_tile(const Params& p, const Plan& pl, float*
   }
   __syncthreads();
   mix(p, p.mpre, true, bk, dP, dSh);
-  convT(p, p.pre, bk, dSh, dS);
+  conv(p, p.pre, true, bk, dSh, dS);
 }
 
 // acc[u] (+)= op(X_u) Y_u for every head: X the tile's grid (16 x 16, transposed with
