@@ -118,42 +118,51 @@ void bench_matmul_bf16(cublasHandle_t blas) {
   }
 }
 
-// Causal attention on the tensor cores (cuda/attention_flash.cuh: bf16 q, k, v, float32 o
-// as the mixed-precision op asks), forward and backward, at FlashAttention-2's benchmark
-// shapes (B T = 16K tokens, H D = 2048), in TFLOP/s by FlashAttention's count
-// (autograd/attention_cost.h) and % of the device's dense bf16 peak. The peer, in the same
-// run, is the float32 warp-per-row reference kernels (T <= 2048: they are slow by design).
-void bench_attention_tc() {
+// One attention shape on the tensor cores (bf16 q, k, v, float32 o as the mixed-precision op
+// asks), forward and backward, beside the float32 band path of cuda/attention.cu in the same
+// run (T <= 2048: cuBLAS over bands of full rows), in TFLOP/s by FlashAttention's count
+// (autograd/attention_cost.h) and % of the device's dense bf16 peak. `mta` adds the paper's
+// language-model components: kq_pre c_q 6 x c_k 11 (keys centred, p 5), mix_post c_h 2.
+void bench_attention_shape(const char* label, bool mta, int64_t B, int64_t H, int64_t T, int64_t D) {
   const double peak = bf16_peak_tflops(cuda_device_name(0));
+  const Shape s{B, H, T, D};
+  Tensor q32 = rnd(s, 1), k32 = rnd(s, 2), v32 = rnd(s, 3), dout = rnd(s, 4);
+  Tensor q = q32.to(DType::bf16), k = k32.to(DType::bf16), v = v32.to(DType::bf16);
+  auto f32 = [&](const Shape& sh) { return Tensor::empty(sh, {DType::f32, kGpu}); };
+  Tensor o = f32(s), lse = f32({B, H, T}), o_ref = f32(s), lse_ref = f32({B, H, T});
+  AttentionParams a;
+  a.scale = 1.0 / std::sqrt((double)D);
+  if (mta) a.kq_pre = rnd({H, 6, 11}, 5, -0.1, 0.1), a.p_pre = 5, a.mix_post = rnd({H / 2, 2, 2}, 6, -0.5, 0.5);
+  auto like = [&](const Tensor& t) { return t.defined() ? f32(t.shape()) : Tensor(); };
+  auto grads = [&] { return AttentionGrads{f32(s), f32(s), f32(s), like(a.kq_pre), Tensor(), Tensor(), like(a.mix_post)}; };
+  AttentionGrads g = grads(), g_ref = grads();
+  const double fwd = time_ms([&] { attention_kernel(kGpu)(q, k, v, a, o, lse); });
+  const double bwd = time_ms([&] { attention_bwd_kernel(kGpu)(q, k, v, o, lse, dout, a, g); });
+  double fwd_ref = 0, bwd_ref = 0;
+  if (T <= 2048) {
+    fwd_ref = time_ms([&] { attention_kernel(kGpu)(q32, k32, v32, a, o_ref, lse_ref); });
+    bwd_ref = time_ms([&] { attention_bwd_kernel(kGpu)(q32, k32, v32, o_ref, lse_ref, dout, a, g_ref); });
+  }
+  for (bool backward : {false, true}) {
+    const AttentionCost c = attention_cost(B, H, T, D, backward);
+    const double ms = backward ? bwd : fwd, tf = c.flops / (ms * 1e9);
+    char name[96], note[128];
+    std::snprintf(name, sizeof name, "attention %s bf16 tc %s T%lld D%lld B%lld H%lld (vs f32 band)", label,
+                  backward ? "bwd" : "fwd", (long long)T, (long long)D, (long long)B, (long long)H);
+    std::snprintf(note, sizeof note, "%.1f TFLOP/s%s", tf,
+                  peak > 0 ? (", " + std::to_string(100 * tf / peak).substr(0, 5) + "% of bf16 peak").c_str() : "");
+    row(name, ms, backward ? bwd_ref : fwd_ref, c.bytes, note);
+  }
+}
+
+// Softmax (cuda/attention_flash.cuh) at FlashAttention-2's benchmark shapes (B T = 16K tokens,
+// H D = 2048); MTA fused (cuda/attention_mta_tc.cuh) at B T = 8K, H D = 1024, its TFLOP/s the
+// softmax-equivalent count (MTA's halos and extra passes are work the count leaves out).
+void bench_attention_tc() {
   for (int64_t D : {64, 128})
-    for (int64_t T : {1024, 2048, 4096, 8192, 16384}) {
-      const int64_t B = 16384 / T, H = 2048 / D;
-      const Shape s{B, H, T, D};
-      Tensor q32 = rnd(s, 1), k32 = rnd(s, 2), v32 = rnd(s, 3), dout = rnd(s, 4);
-      Tensor q = q32.to(DType::bf16), k = k32.to(DType::bf16), v = v32.to(DType::bf16);
-      auto f32 = [&](const Shape& sh) { return Tensor::empty(sh, {DType::f32, kGpu}); };
-      Tensor o = f32(s), lse = f32({B, H, T}), o_ref = f32(s), lse_ref = f32({B, H, T});
-      AttentionParams a;
-      a.scale = 1.0 / std::sqrt((double)D);
-      AttentionGrads g{f32(s), f32(s), f32(s)}, g_ref{f32(s), f32(s), f32(s)};
-      const double fwd = time_ms([&] { attention_kernel(kGpu)(q, k, v, a, o, lse); });
-      const double bwd = time_ms([&] { attention_bwd_kernel(kGpu)(q, k, v, o, lse, dout, a, g); });
-      double fwd_ref = 0, bwd_ref = 0;
-      if (T <= 2048) {
-        fwd_ref = time_ms([&] { attention_kernel(kGpu)(q32, k32, v32, a, o_ref, lse_ref); });
-        bwd_ref = time_ms([&] { attention_bwd_kernel(kGpu)(q32, k32, v32, o_ref, lse_ref, dout, a, g_ref); });
-      }
-      for (bool backward : {false, true}) {
-        const AttentionCost c = attention_cost(B, H, T, D, backward);
-        const double ms = backward ? bwd : fwd, tf = c.flops / (ms * 1e9);
-        char name[96], note[128];
-        std::snprintf(name, sizeof name, "attention bf16 tc %s T%lld D%lld B%lld H%lld (vs f32 ref)",
-                      backward ? "bwd" : "fwd", (long long)T, (long long)D, (long long)B, (long long)H);
-        std::snprintf(note, sizeof note, "%.1f TFLOP/s%s", tf,
-                      peak > 0 ? (", " + std::to_string(100 * tf / peak).substr(0, 5) + "% of bf16 peak").c_str() : "");
-        row(name, ms, backward ? bwd_ref : fwd_ref, c.bytes, note);
-      }
-    }
+    for (int64_t T : {1024, 2048, 4096, 8192, 16384}) bench_attention_shape("softmax", false, 16384 / T, 2048 / D, T, D);
+  for (int64_t D : {64, 128})
+    for (int64_t T : {1024, 2048, 4096}) bench_attention_shape("MTA", true, 8192 / T, 1024 / D, T, D);
 }
 
 void bench_softmax(cudnnHandle_t dnn) {

@@ -1,159 +1,33 @@
 // CUDA fused causal attention without [T, T] maps (autograd/kernels.h states the contract;
-// autograd/cpu/attention.cpp is the CPU twin with the same structure).
+// autograd/cpu/attention.cpp is the CPU twin and the readable reference).
 //
-// Plain softmax attention with bfloat16 q, k, v and head dim 32, 64 or 128 runs on the
-// tensor cores: FlashAttention-2 in cuda/attention_flash.cuh (its tile structure is stated
-// there). The kernels below are the readable reference and the float32/float64 path.
+// bfloat16 q, k, v with head dim 32, 64 or 128 run on the tensor cores: plain softmax
+// attention is FlashAttention-2 in cuda/attention_flash.cuh, Multi-Token Attention the fused
+// kernels of cuda/attention_mta_tc.cuh (each states its tile structure).
 //
-// Plain softmax attention, FlashAttention-2 style with one warp per row: a query row's
-// warp walks the keys up to the diagonal 32 at a time (a lane per key: its score, then
-// an online softmax over the warp) and accumulates the output, each lane owning Dh/32 of
-// its dimensions. Only the row's log-sum-exp is saved. The backward recomputes the scores:
-// a warp per query row accumulates dQ over its keys, a warp per key row accumulates dK and
-// dV over the queries below it, so every output has one writer (no atomics).
-//
-// Multi-Token Attention: the host walks the query rows in blocks; for each block every
-// (batch, head) map's band of rows — the block plus the convolutions' halos, full width —
-// is recomputed with strided-batched cuBLAS products and band kernels (kq-conv, head mix,
-// softmax), exactly the stages of the maps path. The blocks run one after another in the
-// stream, so dK and dV accumulate by cuBLAS with beta = 1 in block order, and the
-// components' gradient sums are per-block partials added in a fixed order: the same bits
-// on every run. Memory: a few bands of [B H, rows, T], never a [T, T] map per head.
+// Everything else (float32, float64; bfloat16 with another head dim, or MTA boxes too big
+// for one block's shared memory, staged through float32) takes the band path below: the
+// host walks the query rows in blocks; for each block every (batch, head) map's band of
+// rows — the block plus the convolutions' halos, full width — is recomputed with
+// strided-batched cuBLAS products and band kernels (kq-conv, head mix, softmax), exactly the
+// stages of the maps path (plain softmax attention is the path with no component). The
+// blocks run one after another in the stream, so dK and dV accumulate by cuBLAS with
+// beta = 1 in block order, and the components' gradient sums are per-block partials added
+// in a fixed order: the same bits on every run. Memory: a few bands of [B H, rows, T],
+// never a [T, T] map per head.
 #include <algorithm>
 #include <type_traits>
 #include <vector>
 
 #include "autograd/bf16_staging.h"
 #include "cuda/attention_flash.cuh"
+#include "cuda/attention_mta_tc.cuh"
 #include "cuda/common.cuh"
 
 namespace mtalab::cuda {
 namespace {
 
 constexpr int kWarps = 4;       // rows (warps) per 128-thread block
-constexpr int kMaxDimLanes = 8;  // head dims up to 8 * 32 = 256
-
-template <typename T>
-__device__ __forceinline__ T dot(const T* a, const T* b, int64_t D) {
-  T s = 0;
-  for (int64_t d = 0; d < D; ++d) s += a[d] * b[d];
-  return s;
-}
-
-// ---- plain softmax: warp-per-row FlashAttention ------------------------------------------
-template <typename T>
-__global__ void flash_fwd(const T* q, const T* k, const T* v, T* o, T* lse, int64_t BH, int64_t T_, int64_t D,
-                          T scale) {
-  const int64_t row = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32;
-  if (row >= BH * T_) return;  // the whole warp leaves together
-  const int lane = threadIdx.x % 32;
-  const int64_t bh = row / T_, i = row % T_;
-  const T* qi = q + row * D;
-  const T* kb = k + bh * T_ * D;
-  const T* vb = v + bh * T_ * D;
-  T acc[kMaxDimLanes] = {};
-  T m = -dev::inf<T>(), l = 0;
-  for (int64_t j0 = 0; j0 <= i; j0 += 32) {  // the same trip count in every lane
-    const int64_t j = j0 + lane;
-    const bool valid = j <= i;
-    const T s = valid ? scale * dot(qi, kb + j * D, D) : -dev::inf<T>();
-    const T mnew = dev::max(m, warp_max(s));
-    const T corr = m == -dev::inf<T>() ? T(0) : dev::exp(m - mnew);
-    const T p = valid ? dev::exp(s - mnew) : T(0);
-    l = l * corr + warp_sum(p);
-    for (int t = 0; t < kMaxDimLanes; ++t) acc[t] *= corr;
-    const int64_t n = dev::min<int64_t>(32, i - j0 + 1);
-    for (int64_t jj = 0; jj < n; ++jj) {
-      const T pj = __shfl_sync(0xffffffffu, p, (int)jj);
-      for (int t = 0; t < kMaxDimLanes; ++t) {
-        const int64_t d = lane + 32 * t;
-        if (d < D) acc[t] += pj * vb[(j0 + jj) * D + d];
-      }
-    }
-    m = mnew;
-  }
-  for (int t = 0; t < kMaxDimLanes; ++t) {
-    const int64_t d = lane + 32 * t;
-    if (d < D) o[row * D + d] = acc[t] / l;
-  }
-  if (lane == 0) lse[row] = m + dev::log(l);
-}
-
-// Dr[row] = dO[row] . O[row]: the softmax backward's per-row term.
-template <typename T>
-__global__ void row_dots(const T* a, const T* b, T* out, int64_t rows, int64_t D) {
-  const int64_t row = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32;
-  if (row >= rows) return;
-  const int lane = threadIdx.x % 32;
-  T s = 0;
-  for (int64_t d = lane; d < D; d += 32) s += a[row * D + d] * b[row * D + d];
-  s = warp_sum(s);
-  if (lane == 0) out[row] = s;
-}
-
-template <typename T>
-__global__ void flash_bwd_q(const T* q, const T* k, const T* v, const T* lse, const T* Dr, const T* dout, T* dq,
-                            int64_t BH, int64_t T_, int64_t D, T scale) {
-  const int64_t row = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32;
-  if (row >= BH * T_) return;
-  const int lane = threadIdx.x % 32;
-  const int64_t bh = row / T_, i = row % T_;
-  const T *qi = q + row * D, *doi = dout + row * D, *kb = k + bh * T_ * D, *vb = v + bh * T_ * D;
-  T acc[kMaxDimLanes] = {};
-  for (int64_t j0 = 0; j0 <= i; j0 += 32) {
-    const int64_t j = j0 + lane;
-    const bool valid = j <= i;
-    const T p = valid ? dev::exp(scale * dot(qi, kb + j * D, D) - lse[row]) : T(0);
-    const T ds = valid ? p * (dot(doi, vb + j * D, D) - Dr[row]) : T(0);
-    const int64_t n = dev::min<int64_t>(32, i - j0 + 1);
-    for (int64_t jj = 0; jj < n; ++jj) {
-      const T dsj = __shfl_sync(0xffffffffu, ds, (int)jj);
-      for (int t = 0; t < kMaxDimLanes; ++t) {
-        const int64_t d = lane + 32 * t;
-        if (d < D) acc[t] += dsj * kb[(j0 + jj) * D + d];
-      }
-    }
-  }
-  for (int t = 0; t < kMaxDimLanes; ++t) {
-    const int64_t d = lane + 32 * t;
-    if (d < D) dq[row * D + d] = scale * acc[t];
-  }
-}
-
-template <typename T>
-__global__ void flash_bwd_kv(const T* q, const T* k, const T* v, const T* lse, const T* Dr, const T* dout, T* dk,
-                             T* dv, int64_t BH, int64_t T_, int64_t D, T scale) {
-  const int64_t row = blockIdx.x * (int64_t)kWarps + threadIdx.x / 32;
-  if (row >= BH * T_) return;
-  const int lane = threadIdx.x % 32;
-  const int64_t bh = row / T_, j = row % T_, base = bh * T_;
-  const T *kj = k + row * D, *vj = v + row * D;
-  T gk[kMaxDimLanes] = {}, gv[kMaxDimLanes] = {};
-  for (int64_t i0 = j; i0 < T_; i0 += 32) {  // the queries that see key j
-    const int64_t i = i0 + lane;
-    const bool valid = i < T_;
-    const T p = valid ? dev::exp(scale * dot(q + (base + i) * D, kj, D) - lse[base + i]) : T(0);
-    const T ds = valid ? p * (dot(dout + (base + i) * D, vj, D) - Dr[base + i]) : T(0);
-    const int64_t n = dev::min<int64_t>(32, T_ - i0);
-    for (int64_t ii = 0; ii < n; ++ii) {
-      const T pi = __shfl_sync(0xffffffffu, p, (int)ii), dsi = __shfl_sync(0xffffffffu, ds, (int)ii);
-      for (int t = 0; t < kMaxDimLanes; ++t) {
-        const int64_t d = lane + 32 * t;
-        if (d < D) {
-          gv[t] += pi * dout[(base + i0 + ii) * D + d];
-          gk[t] += dsi * q[(base + i0 + ii) * D + d];
-        }
-      }
-    }
-  }
-  for (int t = 0; t < kMaxDimLanes; ++t) {
-    const int64_t d = lane + 32 * t;
-    if (d < D) {
-      if (dk) dk[row * D + d] = scale * gk[t];
-      if (dv) dv[row * D + d] = gv[t];
-    }
-  }
-}
 
 // ---- MTA: bands of rows ---------------------------------------------------------------------
 // A band holds rows [r0, r0 + rows) of BH maps of width W: row r of map m at
@@ -366,17 +240,9 @@ template <typename T>
 void attention_typed(const Tensor& qt, const Tensor& kt, const Tensor& vt, const AttentionParams& a, const Tensor& ot,
                      const Tensor& lset) {
   const Shapes s = shapes_of(qt, a);
-  if (s.D > 32 * kMaxDimLanes)
-    throw std::invalid_argument("attention on cuda: head dim " + std::to_string(s.D) + " above the kernels' " +
-                                std::to_string(32 * kMaxDimLanes));
   const T *q = ptr<const T>(qt), *k = ptr<const T>(kt), *v = ptr<const T>(vt);
   T *o = ptr<T>(ot), *lse = ptr<T>(lset);
   const T scale = (T)a.scale;
-  if (a.plain()) {
-    launch("attention_flash", flash_fwd<T>, rows_grid(s.B * s.H * s.T), 32 * kWarps, 0, q, k, v, o, lse, s.B * s.H,
-           s.T, s.D, scale);
-    return;
-  }
   const int64_t Br = block_rows(s), hr = s.hr(), hp = s.hp(), BH = s.B * s.H;
   const int64_t max_rows = std::min(s.T, Br + hr + hp);
   Tensor buf0 = Tensor::empty({BH * max_rows * s.T}, qt.options()), buf1 = Tensor::empty(buf0.shape(), qt.options());
@@ -401,21 +267,6 @@ void attention_typed(const Tensor& qt, const Tensor& kt, const Tensor& vt, const
     gemm_rm(s.dev, false, false, i1 - i0, s.D, W, T(1), cur + b.at(0, i0, 0), W, b.rows * W, v, s.D, s.T * s.D, T(0),
             o + i0 * s.D, s.D, s.T * s.D, BH);
   }
-}
-
-template <typename T>
-void flash_backward(const Shapes& s, const T* q, const T* k, const T* v, const T* o, const T* lse, const T* dout,
-                    T scale, const AttentionGrads& g, const Device& device) {
-  const int64_t rows = s.B * s.H * s.T;
-  Tensor Dr = Tensor::empty({rows}, {std::is_same_v<T, float> ? DType::f32 : DType::f64, device});
-  launch("attention_flash_backward", row_dots<T>, rows_grid(rows), 32 * kWarps, 0, dout, o, ptr<T>(Dr), rows, s.D);
-  if (g.dq.defined())
-    launch("attention_flash_backward_q", flash_bwd_q<T>, rows_grid(rows), 32 * kWarps, 0, q, k, v, lse,
-           ptr<const T>(Dr), dout, ptr<T>(g.dq), s.B * s.H, s.T, s.D, scale);
-  if (g.dk.defined() || g.dv.defined())
-    launch("attention_flash_backward_kv", flash_bwd_kv<T>, rows_grid(rows), 32 * kWarps, 0, q, k, v, lse,
-           ptr<const T>(Dr), dout, g.dk.defined() ? ptr<T>(g.dk) : nullptr, g.dv.defined() ? ptr<T>(g.dv) : nullptr,
-           s.B * s.H, s.T, s.D, scale);
 }
 
 template <typename T>
@@ -530,11 +381,7 @@ void attention_bwd_typed(const Tensor& qt, const Tensor& kt, const Tensor& vt, c
                          const Tensor& doutt, const AttentionParams& a, const AttentionGrads& g) {
   const Shapes s = shapes_of(qt, a);
   const T *q = ptr<const T>(qt), *k = ptr<const T>(kt), *v = ptr<const T>(vt);
-  if (a.plain())
-    flash_backward<T>(s, q, k, v, ptr<const T>(ot), ptr<const T>(lset), ptr<const T>(doutt), (T)a.scale, g,
-                      qt.device());
-  else
-    mta_backward<T>(s, q, k, v, ptr<const T>(lset), ptr<const T>(doutt), (T)a.scale, a, g, qt);
+  mta_backward<T>(s, q, k, v, ptr<const T>(lset), ptr<const T>(doutt), (T)a.scale, a, g, qt);
 }
 
 // ---- bfloat16 plain attention on the tensor cores (cuda/attention_flash.cuh) ------------------
@@ -638,11 +485,85 @@ void flash_tc_backward(const Tensor& q, const Tensor& k, const Tensor& v, const 
   else flash_tc_backward_typed<bfloat16>(q, k, v, o, lse, dout, a, g);
 }
 
+// ---- bfloat16 MTA on the tensor cores (cuda/attention_mta_tc.cuh) ---------------------------
+// A block's boxes must fit the shared memory of one block (sm_80: 163 KiB); bigger
+// convolutions or groups take the staged path.
+constexpr size_t kMtaSmemLimit = 160 * 1024;
+mta_tc::Conv mta_conv(const Tensor& w, int64_t p) {
+  if (!w.defined()) return {};
+  return {(int)w.size(1), (int)w.size(2), (int)p, ptr<const float>(w)};
+}
+mta_tc::Params mta_params(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a) {
+  mta_tc::Params p{};
+  p.q = ptr<const bfloat16>(q), p.k = ptr<const bfloat16>(k), p.v = ptr<const bfloat16>(v);
+  const Shapes s = shapes_of(q, a);
+  p.B = (int)s.B, p.H = (int)s.H, p.T = (int)s.T, p.D = (int)s.D, p.ch = (int)s.ch;
+  p.scale = (float)a.scale;
+  p.pre = mta_conv(a.kq_pre, a.p_pre), p.post = mta_conv(a.kq_post, a.p_post);
+  p.mpre = a.mix_pre.defined() ? ptr<const float>(a.mix_pre) : nullptr;
+  p.mpost = a.mix_post.defined() ? ptr<const float>(a.mix_post) : nullptr;
+  return p;
+}
+bool mta_on_tensor_cores(const Tensor& q, const AttentionParams& a) {
+  if (q.dtype() != DType::bf16 || a.plain() || !flash::supported_head_dim(q.size(3))) return false;
+  for (const Tensor* w : {&a.kq_pre, &a.mix_pre, &a.kq_post, &a.mix_post})
+    if (w->defined() && w->dtype() != DType::f32) return false;
+  const mta_tc::Params p = mta_params(q, q, q, a);
+  for (mta_tc::Kind kind : {mta_tc::Kind::lse, mta_tc::Kind::out, mta_tc::Kind::dr, mta_tc::Kind::dq, mta_tc::Kind::dkv})
+    if (mta_tc::make_plan(kind, p).bytes() > kMtaSmemLimit) return false;
+  return true;
+}
+void mta_launch(const char* name, void (*kernel)(mta_tc::Params), mta_tc::Kind kind, const mta_tc::Params& p) {
+  const size_t bytes = mta_tc::make_plan(kind, p).bytes();
+  allow_smem(kernel, bytes);
+  launch(name, kernel, dim3((unsigned)p.tiles(), (unsigned)p.G(), (unsigned)p.B), mta_tc::kThreads, bytes, p);
+}
+void mta_tc_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a, const Tensor& o,
+                    const Tensor& lse) {
+  mta_tc::Params p = mta_params(q, k, v, a);
+  p.o = o.raw(), p.o_bf16 = o.dtype() == DType::bf16, p.lse = ptr<float>(lse);
+  mta_launch("attention_mta_tc_lse", mta_tc::mta_lse, mta_tc::Kind::lse, p);
+  mta_launch("attention_mta_tc_out", mta_tc::mta_out, mta_tc::Kind::out, p);
+}
+void mta_tc_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& lse, const Tensor& dout,
+                     const AttentionParams& a, const AttentionGrads& g) {
+  mta_tc::Params p = mta_params(q, k, v, a);
+  auto out = [](const Tensor& t, bool& bf) -> void* {
+    bf = t.defined() && t.dtype() == DType::bf16;
+    return t.defined() ? t.raw() : nullptr;
+  };
+  p.dq = out(g.dq, p.dq_bf16), p.dk = out(g.dk, p.dk_bf16), p.dv = out(g.dv, p.dv_bf16);
+  p.dout = dout.raw(), p.dout_bf16 = dout.dtype() == DType::bf16;
+  p.lse = const_cast<float*>(ptr<const float>(lse));
+  Tensor Dr = Tensor::empty({(int64_t)p.B * p.H * p.T}, {DType::f32, q.device()});
+  p.Dr = ptr<float>(Dr);
+  const bool weights = g.dkq_pre.defined() || g.dmix_pre.defined() || g.dkq_post.defined() || g.dmix_post.defined();
+  const int nw = p.n_weights(), units = p.B * p.G() * p.tiles();
+  Tensor partial;
+  if (weights) partial = Tensor::empty({(int64_t)units * nw}, {DType::f32, q.device()}), p.partial = ptr<float>(partial);
+  mta_launch("attention_mta_tc_dr", mta_tc::mta_dr, mta_tc::Kind::dr, p);
+  if (p.dq || weights) mta_launch("attention_mta_tc_dq", mta_tc::mta_dq, mta_tc::Kind::dq, p);
+  if (p.dk || p.dv) mta_launch("attention_mta_tc_dkv", mta_tc::mta_dkv, mta_tc::Kind::dkv, p);
+  // The weight gradients in the partials' order: kq_pre, mix_pre, kq_post, mix_post.
+  int w0 = 0;
+  auto reduce = [&](const Tensor& gw, bool present, int n) {
+    if (present && gw.defined())
+      launch("attention_mta_tc_reduce", mta_tc::mta_reduce, grid_for((int64_t)p.G() * n), kThreads, 0,
+             ptr<const float>(partial), p.B, p.G(), p.tiles(), nw, w0, n, ptr<float>(gw));
+    if (present) w0 += n;
+  };
+  reduce(g.dkq_pre, p.pre.w != nullptr, p.ch * p.taps_pre());
+  reduce(g.dmix_pre, p.mpre != nullptr, p.ch * p.ch);
+  reduce(g.dkq_post, p.post.w != nullptr, p.ch * p.taps_post());
+  reduce(g.dmix_post, p.mpost != nullptr, p.ch * p.ch);
+}
+
 // bfloat16 elsewhere (MTA, other head dims; autograd/kernels.h's contract) staged through
 // float32.
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& a, const Tensor& o,
                const Tensor& lse) {
   if (on_tensor_cores(q, k, v, a)) return flash_tc_forward(q, k, v, a, o, lse);
+  if (mta_on_tensor_cores(q, a)) return mta_tc_forward(q, k, v, a, o, lse);
   if (q.dtype() == DType::bf16) {
     Bf16Staging s;
     attention(s.in(q), s.in(k), s.in(v), a, s.out(o), lse);
@@ -654,6 +575,7 @@ void attention_bwd(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
                    const Tensor& dout, const AttentionParams& a, const AttentionGrads& g) {
   if (on_tensor_cores(q, k, v, a) && tc_grads_ok(g) && (dout.dtype() != DType::bf16 || aligned16(dout)))
     return flash_tc_backward(q, k, v, o, lse, dout, a, g);
+  if (mta_on_tensor_cores(q, a)) return mta_tc_backward(q, k, v, lse, dout, a, g);
   if (q.dtype() == DType::bf16) {
     Bf16Staging s;
     AttentionGrads w = g;

@@ -1,7 +1,7 @@
 // Causal softmax attention on tensor cores: FlashAttention-2 (Dao 2023, Alg. 1 forward,
 // Alg. 2 backward) for bfloat16 q, k, v with float32 accumulation; included by
-// cuda/attention.cu, whose warp-per-row kernels (float32/float64) are the readable
-// reference beside these, and autograd/cpu/attention.cpp the CPU twin.
+// cuda/attention.cu (whose float32/float64 band path is the other CUDA route), with
+// autograd/cpu/attention.cpp the CPU twin and readable reference.
 //
 // Tile structure (grid: tiles along x, heads along y, batch along z; 128 threads = 4 warps
 // a block; D = 32, 64 or 128):

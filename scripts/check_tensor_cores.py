@@ -4,9 +4,10 @@ tensor-core ones use the tensor cores.
 
 For each architecture (sm_80, sm_90) it compiles the file once with `-Xptxas -v -keep`,
 then, for every tensor-core kernel (cuda/attention_flash.cuh: flash::fwd, flash::bwd_kv,
-flash::bwd_q, each head dim and output type), asserts that
-  - its PTX contains mma.sync.aligned.m16n8k16 (bf16 -> f32), ldmatrix and cp.async
-    (with its wait_group),
+flash::bwd_q, each head dim and output type; cuda/attention_mta_tc.cuh: the fused MTA
+kernels mta_lse, mta_out, mta_dr, mta_dq, mta_dkv, one each, head dim a runtime value), asserts that
+  - its PTX contains mma.sync.aligned.m16n8k16 (bf16 -> f32), and for the FlashAttention-2
+    kernels ldmatrix and cp.async (with its wait_group),
   - ptxas reports 0 bytes of spill stores and loads and no stack frame (no local memory),
 and that every expected kernel is there: a kernel meant for tensor cores that has none,
 or is missing, fails. Prints registers and shared memory per kernel as a table.
@@ -27,6 +28,11 @@ ARCHS = ("80", "90")
 # 32/64/128 and two output types (float, bfloat16), and what each must contain.
 KERNELS = (("5flash3fwdILi", "flash::fwd"), ("5flash6bwd_kvILi", "flash::bwd_kv"), ("5flash5bwd_qILi", "flash::bwd_q"))
 HEAD_DIMS = (32, 64, 128)
+# The fused MTA kernels (no templates): their operands are staged by plain shared-memory
+# stores, so only mma.sync is required.
+MTA_KERNELS = (("6mta_tc7mta_lse", "mta_tc::mta_lse"), ("6mta_tc7mta_out", "mta_tc::mta_out"),
+               ("6mta_tc6mta_dr", "mta_tc::mta_dr"), ("6mta_tc6mta_dq", "mta_tc::mta_dq"),
+               ("6mta_tc7mta_dkv", "mta_tc::mta_dkv"))
 REQUIRED = (
     ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32", "mma.sync"),
     ("ldmatrix.sync.aligned.m8n8.x4", "ldmatrix"),
@@ -140,12 +146,30 @@ def main():
                     rows.append((f"sm_{arch}", f"{kind}<{d}, {out_type}>", r["registers"], r["smem"],
                                  dynamic_smem(kind, d), r["spill_stores"] + r["spill_loads"],
                                  body.count("mma.sync"), body.count("ldmatrix"), body.count("cp.async.cg")))
+        for pattern, kind in MTA_KERNELS:
+            want = [n for n in entries if pattern in n]
+            if len(want) != 1:
+                failures.append(f"sm_{arch} {kind}: expected 1 kernel, found {len(want)}")
+                continue
+            n = want[0]
+            body, r = entries[n], report.get(n)
+            if r is None or r["registers"] is None:
+                failures.append(f"sm_{arch} {kind}: no ptxas report")
+                continue
+            if REQUIRED[0][0] not in body:
+                failures.append(f"sm_{arch} {kind}: no mma.sync in its PTX")
+            if r["spill_stores"] or r["spill_loads"] or r["stack"]:
+                failures.append(f"sm_{arch} {kind}: {r['spill_stores']} bytes spill stores, "
+                                f"{r['spill_loads']} spill loads, {r['stack']} bytes stack frame (expected 0)")
+            rows.append((f"sm_{arch}", kind, r["registers"], r["smem"], "by shape", r["spill_stores"] + r["spill_loads"],
+                         body.count("mma.sync"), body.count("ldmatrix"), body.count("cp.async.cg")))
     print(f"{'arch':6} {'kernel':26} {'regs':>5} {'static smem':>12} {'dynamic smem':>13} {'spill B':>8} "
           f"{'mma.sync':>9} {'ldmatrix':>9} {'cp.async':>9}")
     for r in rows:
         print(f"{r[0]:6} {r[1]:26} {r[2]:>5} {r[3]:>12} {r[4]:>13} {r[5]:>8} {r[6]:>9} {r[7]:>9} {r[8]:>9}")
-    print("(static smem from ptxas; dynamic smem per launch from cuda/attention_flash.cuh; instruction counts are "
-          "static PTX counts, after unrolling)")
+    print("(static smem from ptxas; dynamic smem per launch from cuda/attention_flash.cuh, for the MTA kernels "
+          "from the call's boxes (mta_tc::make_plan, at most 160 KiB); instruction counts are static PTX counts, "
+          "after unrolling)")
     for f in failures:
         print("FAIL: " + f)
     print("check_tensor_cores: " + ("ok" if not failures else f"{len(failures)} failure(s)"))

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "autograd/kernels.h"
@@ -238,6 +239,56 @@ TEST_CASE("tensor cores (emulated): bfloat16 plain attention runs on them, float
   CHECK(collectives(DType::bf16, 128) > 0);
   CHECK(collectives(DType::f32, 32) == 0);
   CHECK(collectives(DType::bf16, 16) == 0);  // head dim 16: the float32 path
+}
+
+TEST_CASE("tensor cores (emulated): bfloat16 MTA runs on them, forward and backward; float32 does not") {
+  const Device cuda{DeviceKind::cuda, 0};
+  // Warp collectives of the forward and of the backward (every gradient asked), all four
+  // components, c_h 2.
+  auto collectives = [&](DType dt, int64_t D) {
+    const DType acc = dt == DType::bf16 ? DType::f32 : dt;
+    const Shape s{1, 2, 21, D};
+    Tensor q = full(s, 0.5, {dt, cuda}), o = full(s, 0.0, {acc, cuda}), lse = full({1, 2, 21}, 0.0, {acc, cuda});
+    AttentionParams a;
+    a.scale = 0.5;
+    a.kq_pre = full({2, 2, 3}, 0.25, {acc, cuda}), a.p_pre = 1;
+    a.kq_post = full({2, 2, 2}, 0.25, {acc, cuda}), a.p_post = 0;
+    a.mix_pre = full({1, 2, 2}, 0.5, {acc, cuda}), a.mix_post = full({1, 2, 2}, 0.5, {acc, cuda});
+    uint64_t before = emu::stats().collectives;
+    attention_kernel(cuda)(q, q, q, a, o, lse);
+    const uint64_t fwd = emu::stats().collectives - before;
+    auto like = [&](const Tensor& x) { return full(x.shape(), 0.0, {x.dtype(), cuda}); };
+    AttentionGrads g{like(q), like(q), like(q), like(a.kq_pre), like(a.mix_pre), like(a.kq_post), like(a.mix_post)};
+    before = emu::stats().collectives;
+    attention_bwd_kernel(cuda)(q, q, q, o, lse, o, a, g);
+    const uint64_t bwd = emu::stats().collectives - before;
+    return std::pair<uint64_t, uint64_t>{fwd, bwd};
+  };
+  for (int64_t D : {32, 64, 128}) {
+    CAPTURE(D);
+    const auto [fwd, bwd] = collectives(DType::bf16, D);
+    CHECK(fwd > 0);
+    CHECK(bwd > 0);
+  }
+  CHECK(collectives(DType::f32, 32) == std::pair<uint64_t, uint64_t>{0, 0});
+  CHECK(collectives(DType::bf16, 16) == std::pair<uint64_t, uint64_t>{0, 0});  // head dim 16: the staged path
+}
+
+TEST_CASE("tensor cores (emulated): bfloat16 MTA whose boxes exceed a block's shared memory takes the staged path") {
+  // c_h 8 heads with a 12 x 31 convolution at D 128: the backward tile's grids need ~350 KiB
+  // (cuda/attention_mta_tc.cuh's make_plan), over the 160 KiB a block may have.
+  const Device cuda{DeviceKind::cuda, 0};
+  const Shape s{1, 8, 9, 128};
+  Tensor q = full(s, 0.25, {DType::bf16, cuda}), o = full(s, 0.0, {DType::f32, cuda});
+  Tensor lse = full({1, 8, 9}, 0.0, {DType::f32, cuda});
+  AttentionParams a;
+  a.scale = 0.5;
+  a.kq_pre = full({8, 12, 31}, 0.0, {DType::f32, cuda}), a.p_pre = 15;
+  a.mix_pre = full({1, 8, 8}, 0.125, {DType::f32, cuda});
+  const uint64_t before = emu::stats().collectives;
+  attention_kernel(cuda)(q, q, q, a, o, lse);
+  CHECK(emu::stats().collectives == before);
+  for (double x : o.to_vector<double>()) CHECK(x == doctest::Approx(0.25));  // rows of equal values average to it
 }
 
 TEST_CASE("tensor cores (emulated): a bfloat16 view that starts mid-chunk takes the staged path, not cp.async") {
