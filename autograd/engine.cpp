@@ -3,6 +3,7 @@
 #include <unordered_set>
 
 #include "autograd/function.h"
+#include "autograd/grad_ready_hook.h"
 #include "autograd/ops.h"
 
 namespace mtalab {
@@ -51,10 +52,16 @@ void attach(Tensor& out, std::shared_ptr<Node> node) {
 }  // namespace detail
 
 namespace {
+thread_local const GradReadyHook::Fn* t_grad_ready = nullptr;
+
 void accumulate(Tensor& slot, const Tensor& g) {
   slot = slot.defined() ? add(slot, g) : g;
 }
 }  // namespace
+
+GradReadyHook::GradReadyHook(Fn fn) : fn_(std::move(fn)), prev_(t_grad_ready) { t_grad_ready = &fn_; }
+GradReadyHook::~GradReadyHook() { t_grad_ready = prev_; }
+const GradReadyHook::Fn* GradReadyHook::current() { return t_grad_ready; }
 
 void Tensor::backward(const Tensor& grad_in, bool retain_graph) const {
   if (!requires_grad())
@@ -73,6 +80,7 @@ void Tensor::backward(const Tensor& grad_in, bool retain_graph) const {
   if (is_leaf()) {
     Tensor g = impl().grad ? add(Tensor(impl().grad), seed) : seed.detach();
     impl().grad = g.impl_ptr();
+    if (t_grad_ready) (*t_grad_ready)(&impl());
     return;
   }
   // Topological order by iterative DFS, then a sweep in reverse.
@@ -90,12 +98,27 @@ void Tensor::backward(const Tensor& grad_in, bool retain_graph) const {
       stack.pop_back();
     }
   }
+  // With a GradReadyHook: per leaf, the nodes still to run that have an edge into it.
+  const GradReadyHook::Fn* ready = t_grad_ready;
+  std::unordered_map<const TensorImpl*, int> pending;
+  if (ready)
+    for (Node* n : order)
+      for (const Edge& e : n->next)
+        if (e.leaf) ++pending[e.leaf.get()];
+  auto node_done = [&](Node* n) {
+    if (!ready) return;
+    for (const Edge& e : n->next)
+      if (e.leaf && --pending[e.leaf.get()] == 0) (*ready)(e.leaf.get());
+  };
   std::unordered_map<Node*, Tensor> grads;
   grads[grad_fn().get()] = seed;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node* n = *it;
     auto gi = grads.find(n);
-    if (gi == grads.end()) continue;  // nothing flowed here
+    if (gi == grads.end()) {  // nothing flowed here
+      node_done(n);
+      continue;
+    }
     Tensor g = gi->second;
     grads.erase(gi);
     TensorList in_grads = n->apply(g);
@@ -121,6 +144,7 @@ void Tensor::backward(const Tensor& grad_in, bool retain_graph) const {
         e.leaf->grad = slot.impl_ptr();
       }
     }
+    node_done(n);
     if (!retain_graph) n->release();
   }
 }

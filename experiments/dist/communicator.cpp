@@ -177,6 +177,67 @@ std::vector<char> recv(int from, int tag, const char* what) {
 #endif
 }
 
+#ifdef MTALAB_HAVE_MPI
+namespace {
+std::vector<MPI_Request> g_requests;  // slots; MPI_REQUEST_NULL: free
+Request keep(MPI_Request req) {
+  for (size_t i = 0; i < g_requests.size(); ++i)
+    if (g_requests[i] == MPI_REQUEST_NULL) {
+      g_requests[i] = req;
+      return (Request)i;
+    }
+  g_requests.push_back(req);
+  return (Request)g_requests.size() - 1;
+}
+}  // namespace
+#endif
+
+Request isend(const void* data, size_t bytes, int to, int tag, const char* what) {
+#ifdef MTALAB_HAVE_MPI
+  if (bytes > (size_t)INT_MAX) fail(std::string(what) + " is over 2 GiB in one message");
+  MPI_Request req;
+  check(MPI_Isend(data, (int)bytes, MPI_BYTE, to, tag, MPI_COMM_WORLD, &req), "MPI_Isend", what);
+  return keep(req);
+#else
+  throw std::logic_error("dist::isend without MPI");
+#endif
+}
+
+Request irecv(void* data, size_t capacity, int from, int tag, const char* what) {
+#ifdef MTALAB_HAVE_MPI
+  if (capacity > (size_t)INT_MAX) fail(std::string(what) + " is over 2 GiB in one message");
+  MPI_Request req;
+  check(MPI_Irecv(data, (int)capacity, MPI_BYTE, from, tag, MPI_COMM_WORLD, &req), "MPI_Irecv", what);
+  return keep(req);
+#else
+  throw std::logic_error("dist::irecv without MPI");
+#endif
+}
+
+bool test(Request& r, const char* what) {
+#ifdef MTALAB_HAVE_MPI
+  if (r < 0) return true;
+  int done = 0;
+  check(MPI_Test(&g_requests[(size_t)r], &done, MPI_STATUS_IGNORE), "MPI_Test", what);
+  if (done) {
+    g_requests[(size_t)r] = MPI_REQUEST_NULL;
+    r = -1;
+  }
+  return done != 0;
+#else
+  return r < 0;
+#endif
+}
+
+void wait_for(Request& r, int peer, const char* what) {
+#ifdef MTALAB_HAVE_MPI
+  if (r < 0) return;
+  wait(&g_requests[(size_t)r], peer, what, "exchange with");
+  g_requests[(size_t)r] = MPI_REQUEST_NULL;
+  r = -1;
+#endif
+}
+
 namespace {
 void put_string(std::vector<char>& out, const std::string& s) {
   const uint64_t n = s.size();

@@ -46,6 +46,16 @@ double timeout();
 void send(const std::vector<char>& bytes, int to, int tag, const char* what);
 std::vector<char> recv(int from, int tag, const char* what);
 
+// Nonblocking point-to-point, for exchanges progressed while backward runs
+// (dist/bucketed_sum.h). The buffer must stay alive and unchanged until the request completes.
+using Request = int;  // an index into the communicator's requests; -1: none (or complete)
+Request isend(const void* data, size_t bytes, int to, int tag, const char* what);
+Request irecv(void* data, size_t capacity, int from, int tag, const char* what);
+// True once complete (the request is then -1); never waits.
+bool test(Request& r, const char* what);
+// Polls until complete or --train.dist_timeout has passed (CommError naming `peer`).
+void wait_for(Request& r, int peer, const char* what);
+
 // Every rank's string, in rank order, on every rank (through rank 0).
 std::vector<std::string> allgather(const std::string& mine, const char* what);
 

@@ -40,6 +40,7 @@ void check_nccl(ncclResult_t r, const char* what) {
 struct NcclChain::Impl {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
+  cudaEvent_t computed = nullptr;  // recorded on the compute stream before each bucket
 };
 
 NcclChain::NcclChain() : impl_(new Impl) {
@@ -50,11 +51,13 @@ NcclChain::NcclChain() : impl_(new Impl) {
   const std::string root = allgather(mine, "the NCCL communicator id")[0];
   std::memcpy(&id, root.data(), sizeof id);
   check_cuda(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  check_cuda(cudaEventCreateWithFlags(&impl_->computed, cudaEventDisableTiming), "cudaEventCreate");
   check_nccl(ncclCommInitRank(&impl_->comm, size(), id, rank()), "ncclCommInitRank");
 }
 
 NcclChain::~NcclChain() {
   if (impl_->comm) ncclCommDestroy(impl_->comm);
+  if (impl_->computed) cudaEventDestroy(impl_->computed);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
   delete impl_;
 }
@@ -79,11 +82,15 @@ void NcclChain::wait(const char* what) {
   }
 }
 
+// Queues the chain (see ordered_sum.h for the order) on the communication stream, behind
+// what the compute stream has queued so far.
 template <class T>
-void NcclChain::run(T* acc, const std::vector<const T*>& stash, size_t count) {
+void NcclChain::chain(T* acc, const std::vector<const T*>& stash, size_t count) {
   const int r = rank(), n = size();
   if (n == 1) return;
   cudaStream_t s = impl_->stream;
+  check_cuda(cudaEventRecord(impl_->computed, 0), "cudaEventRecord");
+  check_cuda(cudaStreamWaitEvent(s, impl_->computed, 0), "cudaStreamWaitEvent");
   if (r > 0) {
     check_nccl(ncclRecv(acc, count, nccl_type<T>(), r - 1, impl_->comm, s), "ncclRecv");
     for (const T* g : stash) add_inplace<T><<<256, 256, 0, s>>>(acc, g, count);
@@ -91,10 +98,18 @@ void NcclChain::run(T* acc, const std::vector<const T*>& stash, size_t count) {
   }
   if (r < n - 1) check_nccl(ncclSend(acc, count, nccl_type<T>(), r + 1, impl_->comm, s), "ncclSend");
   check_nccl(ncclBroadcast(acc, acc, count, nccl_type<T>(), n - 1, impl_->comm, s), "ncclBroadcast");
-  wait("the ordered gradient sum");
 }
 
-void NcclChain::ordered_sum(float* acc, const std::vector<const float*>& stash, size_t count) { run(acc, stash, count); }
-void NcclChain::ordered_sum(double* acc, const std::vector<const double*>& stash, size_t count) { run(acc, stash, count); }
+void NcclChain::ordered_sum(float* acc, const std::vector<const float*>& stash, size_t count) {
+  chain(acc, stash, count);
+  wait("the ordered gradient sum");
+}
+void NcclChain::ordered_sum(double* acc, const std::vector<const double*>& stash, size_t count) {
+  chain(acc, stash, count);
+  wait("the ordered gradient sum");
+}
+void NcclChain::enqueue(float* acc, const std::vector<const float*>& stash, size_t count) { chain(acc, stash, count); }
+void NcclChain::enqueue(double* acc, const std::vector<const double*>& stash, size_t count) { chain(acc, stash, count); }
+void NcclChain::wait_all(const char* what) { wait(what); }
 
 }  // namespace mtalab::dist

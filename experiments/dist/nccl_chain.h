@@ -4,10 +4,11 @@
 // instead of host copies over MPI. ncclAllReduce is not used for the same reason as
 // MPI_Allreduce: its ring/tree order of additions depends on the rank count and topology.
 //
-// STATUS: compiled and linked with nvcc against the toolkit's NCCL in CI (the nvcc check
-// library, never loaded); never executed here (no GPU) and not yet called by the trainer,
-// which sends host copies of device gradients over MPI. Waits poll the stream and NCCL's
-// async error against --train.dist_timeout and abort the communicator on a timeout.
+// Used by the trainer (dist/nccl_buckets.h) in a build with the real CUDA backend and NCCL,
+// with --train.device cuda and several ranks. Compiled and linked with nvcc against the
+// toolkit's NCCL; never executed in this project's CI (no GPU: there is no NCCL emulator).
+// Waits poll the stream and NCCL's async error against --train.dist_timeout and abort the
+// communicator on a timeout.
 #pragma once
 #include <cstddef>
 #include <vector>
@@ -28,9 +29,17 @@ class NcclChain {
   void ordered_sum(float* acc, const std::vector<const float*>& stash, size_t count);
   void ordered_sum(double* acc, const std::vector<const double*>& stash, size_t count);
 
+  // The same chain for one bucket, queued on the communication stream behind everything the
+  // compute stream (the backend's stream 0) has queued so far, without waiting: backward goes
+  // on while the bucket travels. The buffers must stay alive until wait_all() returns.
+  void enqueue(float* acc, const std::vector<const float*>& stash, size_t count);
+  void enqueue(double* acc, const std::vector<const double*>& stash, size_t count);
+  // Waits for every queued chain.
+  void wait_all(const char* what);
+
  private:
   template <class T>
-  void run(T* acc, const std::vector<const T*>& stash, size_t count);
+  void chain(T* acc, const std::vector<const T*>& stash, size_t count);
   void wait(const char* what);
   struct Impl;
   Impl* impl_;

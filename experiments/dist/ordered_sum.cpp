@@ -9,13 +9,20 @@
 
 namespace mtalab::dist {
 
-void fold_into(std::vector<Tensor>& acc, const std::vector<Tensor>& g) {
+void fold_one(Tensor& acc, const Tensor& g) {
   NoGradGuard ng;
+  if (g.defined()) acc = acc.defined() ? add(acc, g) : g;
+}
+
+void fold_into(std::vector<Tensor>& acc, const std::vector<Tensor>& g) {
   if (acc.empty()) acc.resize(g.size());
-  for (size_t i = 0; i < g.size(); ++i) {
-    if (!g[i].defined()) continue;
-    acc[i] = acc[i].defined() ? add(acc[i], g[i]) : g[i];
-  }
+  for (size_t i = 0; i < g.size(); ++i) fold_one(acc[i], g[i]);
+}
+
+size_t packed_capacity(const std::vector<Tensor>& params) {
+  size_t n = params.size();
+  for (const Tensor& p : params) n += (size_t)p.numel() * (p.dtype() == DType::f64 ? sizeof(double) : sizeof(float));
+  return n;
 }
 
 namespace {
@@ -27,16 +34,11 @@ void put(std::vector<char>& out, const T* p, size_t n) {
   out.insert(out.end(), (const char*)p, (const char*)(p + n));
 }
 
-// [int32 stop][int32 n][n doubles: losses][uint8 per parameter: defined][values of the
-// defined ones: float64 parameters as double, every other dtype as float (exact for bf16)]
-std::vector<char> pack(const StepTotal& t) {
-  std::vector<char> out;
-  const int32_t stop = t.stop, n = (int32_t)t.losses.size();
-  put(out, &stop, 1);
-  put(out, &n, 1);
-  put(out, t.losses.data(), t.losses.size());
-  for (const Tensor& g : t.grads) out.push_back(g.defined() ? 1 : 0);
-  for (const Tensor& g : t.grads) {
+}  // namespace
+
+void pack_grads(std::vector<char>& out, const std::vector<Tensor>& grads) {
+  for (const Tensor& g : grads) out.push_back(g.defined() ? 1 : 0);
+  for (const Tensor& g : grads) {
     if (!g.defined()) continue;
     if (g.dtype() == DType::f64) {
       const auto v = g.to_vector<double>();
@@ -46,28 +48,20 @@ std::vector<char> pack(const StepTotal& t) {
       put(out, v.data(), v.size());
     }
   }
-  return out;
 }
 
-StepTotal unpack(const std::vector<char>& in, const std::vector<Tensor>& params, const char* what) {
-  StepTotal t;
-  size_t at = 0;
+std::vector<Tensor> unpack_grads(const char* in, size_t size, size_t& at, const std::vector<Tensor>& params,
+                                 const char* what) {
   auto take = [&](void* dst, size_t bytes) {
-    if (at + bytes > in.size())
-      throw CommError("rank " + std::to_string(rank()) + ": a short message (" + std::to_string(in.size()) +
+    if (at + bytes > size)
+      throw CommError("rank " + std::to_string(rank()) + ": a short message (" + std::to_string(size) +
                       " bytes) while exchanging " + what + "; expected the same model on every rank");
-    std::memcpy(dst, in.data() + at, bytes);
+    std::memcpy(dst, in + at, bytes);
     at += bytes;
   };
-  int32_t stop = 0, n = 0;
-  take(&stop, sizeof stop);
-  take(&n, sizeof n);
-  t.stop = stop;
-  t.losses.resize((size_t)n);
-  take(t.losses.data(), sizeof(double) * (size_t)n);
   std::vector<char> defined(params.size());
   take(defined.data(), defined.size());
-  t.grads.resize(params.size());
+  std::vector<Tensor> grads(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     if (!defined[i]) continue;
     const Tensor& p = params[i];
@@ -76,13 +70,47 @@ StepTotal unpack(const std::vector<char>& in, const std::vector<Tensor>& params,
     if (p.dtype() == DType::f64) {
       std::vector<double> v(count);
       take(v.data(), count * sizeof(double));
-      t.grads[i] = from_vector(v, p.shape(), o);
+      grads[i] = from_vector(v, p.shape(), o);
     } else {
       std::vector<float> v(count);
       take(v.data(), count * sizeof(float));
-      t.grads[i] = from_vector(v, p.shape(), o);
+      grads[i] = from_vector(v, p.shape(), o);
     }
   }
+  return grads;
+}
+
+namespace {
+
+// [int32 stop][int32 n][n doubles: losses][pack_grads]
+std::vector<char> pack(const StepTotal& t) {
+  std::vector<char> out;
+  const int32_t stop = t.stop, n = (int32_t)t.losses.size();
+  put(out, &stop, 1);
+  put(out, &n, 1);
+  put(out, t.losses.data(), t.losses.size());
+  pack_grads(out, t.grads);
+  return out;
+}
+
+StepTotal unpack(const std::vector<char>& in, const std::vector<Tensor>& params, const char* what) {
+  StepTotal t;
+  int32_t header[2];
+  size_t at = 0;
+  auto short_message = [&] {
+    return CommError("rank " + std::to_string(rank()) + ": a short message (" + std::to_string(in.size()) +
+                     " bytes) while exchanging " + what + "; expected the same model on every rank");
+  };
+  if (in.size() < sizeof header) throw short_message();
+  std::memcpy(header, in.data(), sizeof header);
+  at = sizeof header;
+  t.stop = header[0];
+  t.losses.resize((size_t)std::max(0, header[1]));
+  const size_t bytes = sizeof(double) * t.losses.size();
+  if (at + bytes > in.size()) throw short_message();
+  std::memcpy(t.losses.data(), in.data() + at, bytes);
+  at += bytes;
+  t.grads = unpack_grads(in.data(), in.size(), at, params, what);
   return t;
 }
 

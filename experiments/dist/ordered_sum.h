@@ -26,6 +26,15 @@ namespace mtalab::dist {
 // acc <- acc + g per parameter, treating an undefined gradient as "no contribution": an
 // undefined acc takes g, an undefined g leaves acc (the autograd engine's own rule).
 void fold_into(std::vector<Tensor>& acc, const std::vector<Tensor>& g);
+void fold_one(Tensor& acc, const Tensor& g);
+
+// Gradients on the wire: [uint8 per tensor: defined][the defined ones' values: float64
+// parameters as double, every other dtype as float (exact for bf16)]. `params` gives each
+// one's shape, dtype and device; packed_capacity is the largest such message.
+void pack_grads(std::vector<char>& out, const std::vector<Tensor>& grads);
+std::vector<Tensor> unpack_grads(const char* in, size_t size, size_t& at, const std::vector<Tensor>& params,
+                                 const char* what);
+size_t packed_capacity(const std::vector<Tensor>& params);
 
 struct StepPart {
   std::vector<Tensor> fold;                // rank 0: the fold of its micro-batch gradients

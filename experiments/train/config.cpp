@@ -86,6 +86,13 @@ std::vector<OptionSpec> make_train_option_specs() {
                "with several ranks (mpirun/srun): seconds any one exchange may wait for another rank before the "
                "run stops with an error (a rank died or hangs)",
                0.1, 1e6),
+      S::Float("train.bucket_mb", 4.0,
+               "with several ranks: megabytes of gradients per bucket of the overlapped gradient sum (each bucket "
+               "enters the ordered chain as soon as backward has finished its gradients)",
+               1e-6, 1e6),
+      S::Bool("train.overlap_reduce", true,
+              "with several ranks: sum the gradients per bucket while backward runs (false: in one exchange after "
+              "backward); the same bits either way"),
       S::String("attn.impl", "auto",
                 "attention implementation: fused (no T x T maps: FlashAttention-2 for softmax, recomputed row bands "
                 "for MTA), maps (the map ops, the reference) or auto (fused unless dropout on attention "
@@ -158,6 +165,8 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
   c.seed = (uint64_t)v.get_int("train.seed");
   c.threads = (int)v.get_int("train.threads");
   c.dist_timeout = v.get_float("train.dist_timeout");
+  c.bucket_mb = v.get_float("train.bucket_mb");
+  c.overlap_reduce = v.get_bool("train.overlap_reduce");
   try {
     c.device = Device::parse(v.get_string("train.device"));
   } catch (const std::invalid_argument&) {

@@ -31,6 +31,8 @@ struct TrainConfig {
   uint64_t seed = 0;
   int threads = 0;
   double dist_timeout = 60;  // seconds an exchange between ranks may wait (experiments/dist)
+  double bucket_mb = 4;      // gradient megabytes per bucket of the overlapped sum (dist/bucketed_sum.h)
+  bool overlap_reduce = true;
   Device device = kCPU;
   // where
   std::string out_dir = "runs/default";

@@ -13,10 +13,14 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <optional>
+#include <unordered_map>
 
 #include "autograd/errors.h"
 #include "autograd/kernels.h"
 #include "autograd/ops.h"
+#include "autograd/grad_ready_hook.h"
+#include "experiments/dist/bucketed_sum.h"
 #include "experiments/dist/communicator.h"
 #include "experiments/dist/ordered_sum.h"
 #include "experiments/run/atomic_file.h"
@@ -288,6 +292,11 @@ class Training {
     model_->to(c_.device);
     params_ = model_->named_parameters();
     opt_ = std::make_unique<Optimizer>(params_, c_.optimizer);
+    for (auto& [n, p] : params_) {
+      param_index_[p.impl_ptr().get()] = plist_.size();
+      plist_.push_back(p);
+    }
+    if (world_ > 1 && c_.overlap_reduce) buckets_ = dist::make_buckets(plist_, c_.bucket_mb * 1e6);
     summary_.metric_name = data_->metric_name();
     summary_.parameters = model_->num_parameters();
     summary_.target_steps = c_.steps;
@@ -506,6 +515,17 @@ class Training {
     log_->set_attr("world_size", (int64_t)world_);
     log_->set_attr("launcher", dist::launcher());
     log_->set_attr("global_batch_size", c_.batch_size * c_.grad_accum * world_);
+    log_->set_attr("gradient_sum", reduce_path());
+  }
+
+  // How the gradients travel between ranks (the run log and the first line say it).
+  std::string reduce_path() const {
+    if (world_ == 1) return "none (one process)";
+    std::string how = "ordered chain over MPI";
+    if (!c_.device.is_cpu()) how += " (host copies of the device gradients: this build has no NCCL)";
+    if (buckets_.empty()) return how + ", one exchange after backward";
+    return how + ", " + std::to_string(buckets_.size()) + " buckets of <= " + fmt("%g", c_.bucket_mb) +
+           " MB overlapped with backward";
   }
 
   void announce() {
@@ -513,7 +533,7 @@ class Training {
                                            : c_.device.str() + " (" + cuda_device_name(c_.device.index) + ")";
     if (world_ > 1)
       where = std::to_string(world_) + " ranks x " + where + ", global batch " +
-              std::to_string(c_.batch_size * c_.grad_accum * world_);
+              std::to_string(c_.batch_size * c_.grad_accum * world_) + ", gradients: " + reduce_path();
     out_.line(fmt("training %s: %lld parameters, %s, %lld steps, %s -> %s", c_.model.attention.c_str(),
                   (long long)model_->num_parameters(), c_.task.c_str(), (long long)c_.steps, where.c_str(),
                   files_.log.c_str()));
@@ -543,9 +563,9 @@ class Training {
     const double lr = learning_rate(c_.schedule, step_);
     const int64_t global = c_.grad_accum * world_, first = c_.grad_accum * rank_;
     const PhiloxState rng = dropout_gen_.state();
-    std::vector<Tensor> plist;
-    for (auto& [n, p] : params_) plist.push_back(p);
+    const std::vector<Tensor>& plist = plist_;
     dist::StepPart part;
+    std::optional<dist::BucketedSum> buckets;
     double step_tokens = 0;
     for (int64_t micro = 0; micro < global; ++micro) {
       const Batch host = data_->next(c_.batch_size);  // tasks make host batches
@@ -557,6 +577,17 @@ class Training {
       model_->zero_grad();
       Tensor loss = cross_entropy(model_->forward(b.inputs, dropout_gen_), b.targets, b.mask);
       if (global > 1) loss = div(loss, (double)global);
+      if (!buckets_.empty() && micro == first + c_.grad_accum - 1) {
+        // The last micro-batch: each bucket enters the chain once backward has finished it.
+        buckets.emplace(plist, buckets_, part, step_ + 1);
+        GradReadyHook hook([&](const TensorImpl* leaf) {
+          const auto it = param_index_.find(leaf);
+          if (it != param_index_.end()) buckets->ready(it->second);
+        });
+        loss.backward();
+        part.losses.push_back(loss.item());
+        continue;
+      }
       loss.backward();
       part.losses.push_back(loss.item());
       std::vector<Tensor> g;
@@ -569,10 +600,19 @@ class Training {
     dropout_gen_.set_state({rng.seed, rng.counter + ((uint64_t)global << 32)});
     part.stop = stop_signal();
     const auto t_reduce = Clock::now();
-    dist::StepTotal total = dist::ordered_sum(std::move(part), plist, step_ + 1);
+    std::vector<Tensor> bucketed;
+    if (buckets) {
+      bucketed = buckets->finish();
+      buckets.reset();
+      part.fold.clear();
+      part.stash.clear();
+    }
+    // Without buckets, the gradients; with them, only the losses and the stop signal.
+    dist::StepTotal total = dist::ordered_sum(std::move(part), buckets_.empty() ? plist : std::vector<Tensor>{}, step_ + 1);
+    if (!buckets_.empty()) total.grads = std::move(bucketed);
     if (world_ > 1) reduce_s_ += seconds_since(t_reduce);
     agreed_stop_ = total.stop;
-    for (size_t i = 0; i < plist.size(); ++i) plist[i].set_grad(total.grads[i]);
+    for (size_t i = 0; i < plist.size(); ++i) plist_[i].set_grad(total.grads[i]);
     double loss_v = 0;
     for (double l : total.losses) loss_v += l;
     tokens_per_step_ = step_tokens;
@@ -857,6 +897,9 @@ class Training {
   std::unique_ptr<TrainData> data_;
   std::unique_ptr<Transformer> model_;
   NamedParams params_;
+  std::vector<Tensor> plist_;  // the parameters in order, and each one's index by its leaf
+  std::unordered_map<const TensorImpl*, size_t> param_index_;
+  std::vector<std::vector<size_t>> buckets_;  // several ranks, --train.overlap_reduce: dist/bucketed_sum.h
   std::unique_ptr<Optimizer> opt_;
   Generator dropout_gen_;
   const int rank_ = dist::rank(), world_ = dist::size();

@@ -181,6 +181,61 @@ TEST_CASE("ranks_equal_one_process") {
   fs::remove_all(d);
 }
 
+// The gradient sum per bucket, overlapped with backward (dist/bucketed_sum.h): many small
+// buckets (about one per parameter), one bucket, and no overlap all give one process's bits.
+TEST_CASE("buckets_equal_one_process") {
+  const fs::path d = scratch("buckets");
+  struct Config {
+    const char* name;
+    std::string opts;
+    int accum;  // per rank
+  };
+  const Config configs[] = {
+      {"softmax_f32", "", 1},
+      {"softmax_f64_accum2", " --model.dtype float64", 2},
+      {"mta_f32_accum2", kMta, 2},
+      {"mta_f64", kMta + " --model.dtype float64", 1},
+  };
+  const char* ways[] = {" --train.bucket_mb 0.0005", " --train.bucket_mb 1000", " --train.overlap_reduce false"};
+  for (const Config& c : configs) {
+    const std::string base = kTiny + c.opts + " --train.steps 3 ";
+    const std::string one = std::string(c.name) + "_one";
+    Run r1 = sh(d, kBin + " train" + base + "--train.grad_accum " + std::to_string(2 * c.accum) + " --run.out " + one);
+    REQUIRE_MESSAGE(r1.code == 0, r1.out);
+    for (int w = 0; w < 3; ++w) {
+      INFO(c.name << ways[w]);
+      const std::string two = std::string(c.name) + "_two" + std::to_string(w);
+      Run r2 = sh(d, kMpirun + kBin + " train" + base + ways[w] + " --train.grad_accum " + std::to_string(c.accum) +
+                         " --run.out " + two);
+      REQUIRE_MESSAGE(r2.code == 0, r2.out);
+      same_state(d / one / "checkpoint.h5", d / two / "checkpoint.h5");
+      same_column(d / one / "run.h5", d / two / "run.h5", "train", "loss");
+      same_column(d / one / "run.h5", d / two / "run.h5", "train", "grad_norm");
+      const std::string how = RunLog::open_read((d / two / "run.h5").string()).attr_string("gradient_sum");
+      if (w == 0) CHECK(how.find("overlapped with backward") != std::string::npos);
+      if (w == 0) CHECK(how.find(" 1 buckets") == std::string::npos);  // several buckets
+      if (w == 1) CHECK(how.find(" 1 buckets") != std::string::npos);
+      if (w == 2) CHECK(how.find("one exchange after backward") != std::string::npos);
+    }
+  }
+  // Four ranks, small buckets: the chain's order holds per bucket.
+  Run four = sh(d, "mpirun -np 4 --oversubscribe --mca btl self,vader " + kBin + " train" + kTiny +
+                       " --model.dtype float64 --train.steps 3 --train.bucket_mb 0.0005 --run.out four");
+  REQUIRE_MESSAGE(four.code == 0, four.out);
+  Run one4 = sh(d, kBin + " train" + kTiny + " --model.dtype float64 --train.steps 3 --train.grad_accum 4 --run.out one4");
+  REQUIRE_MESSAGE(one4.code == 0, one4.out);
+  same_state(d / "one4/checkpoint.h5", d / "four/checkpoint.h5");
+  // A bucket size of zero or less: one line naming the option, exit 2, nothing written.
+  for (const char* bad : {"0", "-1"}) {
+    Run r = sh(d, kMpirun + kBin + " train" + kTiny + " --train.steps 2 --train.bucket_mb " + bad + " --run.out bad");
+    INFO(r.out);
+    CHECK(r.code == 2);
+    CHECK(r.out.find("train.bucket_mb") != std::string::npos);
+    CHECK(!fs::exists(d / "bad"));
+  }
+  fs::remove_all(d);
+}
+
 TEST_CASE("checkpoint_moves_between_world_sizes") {
   const fs::path d = scratch("worlds");
   const std::string base = kTiny + " --train.checkpoint_every 3 ";
