@@ -150,6 +150,14 @@ std::vector<OpCase> op_cases() {
          MtaMaps m{x[3], x[4], x[5], x[6], KqPad::both};
          return fused_attention(x[0], x[1], x[2], 0.5, m);
        }, 2},
+      // bf16 mode on CUDA: MTA fused on the tensor cores (cuda/attention_mta_tc.cuh)
+      {"fused attention, every MTA component, D 32, right pad", {{{1, 4, 21, 32}}, {{1, 4, 21, 32}},
+                                                                 {{1, 4, 21, 32}}, {{4, 3, 5}}, {{2, 2, 2}},
+                                                                 {{4, 2, 3}}, {{2, 2, 2}}},
+       [](L x) {
+         MtaMaps m{x[3], x[4], x[5], x[6], KqPad::right};
+         return fused_attention(x[0], x[1], x[2], 0.2, m);
+       }, 2},
   };
   return c;
 }
