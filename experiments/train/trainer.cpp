@@ -24,6 +24,7 @@
 #include "experiments/dist/communicator.h"
 #include "experiments/dist/nccl_buckets.h"
 #include "experiments/dist/ordered_sum.h"
+#include "experiments/dist/zero_shard.h"
 #include "experiments/run/atomic_file.h"
 #include "experiments/run/checkpoint_file.h"
 #include "experiments/run/fault_injection.h"
@@ -161,6 +162,7 @@ class Training {
       error = e.what();
     }
     agree(error, checkpoint_identity(), "the checkpoint every rank starts from");
+    shard_optimizer();
     check_startup_stop("checking the run directory");
     if (writer()) open_log();
     try {
@@ -319,6 +321,21 @@ class Training {
     nccl_ = dist::make_nccl_chain(!c_.device.is_cpu(), c_.model.dtype, c_.device.index);
     if (c_.overlap_reduce || nccl_)
       buckets_ = dist::make_buckets(plist_, c_.overlap_reduce ? c_.bucket_mb * 1e6 : HUGE_VAL);
+  }
+
+  // --train.zero 1 with several ranks: after the whole state was loaded (on resume), each
+  // rank keeps its shard's optimizer state (dist/zero_shard.h).
+  void shard_optimizer() {
+    if (world_ == 1 || c_.zero == 0) return;
+    owner_ = dist::shard_owners(plist_, world_);
+    std::vector<bool> mine;
+    for (int o : owner_) mine.push_back(o == rank_);
+    opt_->shard(mine);
+  }
+
+  // The whole optimizer state (gathered from the shards under ZeRO-1): collective then.
+  NamedParams optimizer_state() const {
+    return owner_.empty() ? opt_->state() : dist::gather_state(opt_->state(), params_);
   }
 
   // A signal before anything is written stops the run with nothing to clean up.
@@ -535,6 +552,7 @@ class Training {
     log_->set_attr("launcher", dist::launcher());
     log_->set_attr("global_batch_size", c_.batch_size * c_.grad_accum * world_);
     log_->set_attr("gradient_sum", reduce_path());
+    log_->set_attr("zero_stage", (int64_t)(owner_.empty() ? 0 : 1));
   }
 
   // How the gradients travel between ranks (the run log and the first line say it).
@@ -645,6 +663,7 @@ class Training {
                   " (first parameter with a non-finite gradient: " + first_nonfinite_grad(params_) + ")",
               state_now());
     opt_->step(lr);
+    if (!owner_.empty()) dist::gather_parameters(plist_, owner_, step_ + 1);
     ++step_;
     step_s_ += seconds_since(t_step);
     last_loss_ = loss_v;
@@ -741,7 +760,7 @@ class Training {
   CheckpointData state_now() const {
     CheckpointData ck;
     for (auto& [n, p] : params_) ck.params[n] = to_ckpt(p);
-    for (auto& [n, t] : opt_->state()) ck.optim[n] = to_ckpt(t);
+    for (auto& [n, t] : optimizer_state()) ck.optim[n] = to_ckpt(t);
     ck.ints["step"] = step_;
     ck.ints["optimizer.steps"] = opt_->steps();
     ck.ints["rng.seed"] = (int64_t)dropout_gen_.state().seed;
@@ -922,7 +941,8 @@ class Training {
   std::vector<Tensor> plist_;  // the parameters in order, and each one's index by its leaf
   std::unordered_map<const TensorImpl*, size_t> param_index_;
   std::vector<std::vector<size_t>> buckets_;  // several ranks, --train.overlap_reduce or NCCL: dist/bucketed_sum.h
-  std::shared_ptr<dist::NcclChain> nccl_;     // GPU runs with several ranks in a build with NCCL
+  std::shared_ptr<dist::NcclChain> nccl_;
+  std::vector<int> owner_;  // ZeRO-1: the rank owning each parameter's optimizer state (empty: off)     // GPU runs with several ranks in a build with NCCL
   std::unique_ptr<Optimizer> opt_;
   Generator dropout_gen_;
   const int rank_ = dist::rank(), world_ = dist::size();
