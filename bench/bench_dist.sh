@@ -4,7 +4,9 @@
 # for the toy task and a KJV language model (tests/mpi checks the bits; with the same threads
 # per process, as the bits of a sum depend on how threads split it). Reports tokens/s of each, their ratio, and the
 # share of the 2-rank step time spent in the ordered gradient sum (dist/ordered_sum.h:
-# waiting for the other rank included). Runs the two alternately, REPEATS times each.
+# waiting for the other rank included), with the sum per bucket overlapped with backward
+# (--train.overlap_reduce true, the default; dist/bucketed_sum.h) and in one exchange after
+# backward (false). Runs the three alternately, REPEATS times each.
 #
 # Usage: bench/bench_dist.sh [build dir] > bench/results/dist_cpu.txt
 #   STEPS (default 40), REPEATS (default 2)
@@ -40,13 +42,16 @@ for name in toy lm; do
   for rep in $(seq "$REPEATS"); do
     one=$work/$name-one-$rep two=$work/$name-two-$rep
     $BIN train $opts $common --train.threads 2 --train.grad_accum 2 --run.out "$one" > "$one.out"
-    mpirun -np 2 --mca btl self,vader --bind-to core $BIN train $opts $common --train.threads 1 \
-      --train.grad_accum 1 --run.out "$two" > "$two.out"
-    t1=$(tps "$one.out") t2=$(tps "$two.out")
-    share=$(sed -n 's/.*exchanging gradients took \([0-9.]*%\).*/\1/p' "$two.out")
+    t1=$(tps "$one.out")
     printf "%-5s %-26s %10s %10s %14s\n" $name "1 process x 2 threads" "$t1" "1.00" "-"
-    printf "%-5s %-26s %10s %10s %14s\n" $name "2 ranks x 1 thread" "$t2" \
-      "$(awk -v a="$t2" -v b="$t1" 'BEGIN{printf "%.2f", a/b}')" "$share"
+    for overlap in true false; do
+      mpirun -np 2 --mca btl self,vader --bind-to core $BIN train $opts $common --train.threads 1 \
+        --train.grad_accum 1 --train.overlap_reduce $overlap --run.out "$two-$overlap" > "$two-$overlap.out"
+      t2=$(tps "$two-$overlap.out")
+      share=$(sed -n 's/.*exchanging gradients took \([0-9.]*%\).*/\1/p' "$two-$overlap.out")
+      printf "%-5s %-26s %10s %10s %14s\n" $name "2 ranks x 1 thread, $([ $overlap = true ] && echo overlap || echo after)" \
+        "$t2" "$(awk -v a="$t2" -v b="$t1" 'BEGIN{printf "%.2f", a/b}')" "$share"
+    done
   done
 done
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -43,8 +43,8 @@ struct NcclChain::Impl {
   cudaEvent_t computed = nullptr;  // recorded on the compute stream before each bucket
 };
 
-NcclChain::NcclChain() : impl_(new Impl) {
-  check_cuda(cudaSetDevice(local_rank()), "cudaSetDevice(local rank)");
+NcclChain::NcclChain(int device) : impl_(new Impl) {
+  check_cuda(cudaSetDevice(device), "cudaSetDevice");
   ncclUniqueId id;
   if (rank() == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
   const std::string mine = rank() == 0 ? std::string((const char*)&id, sizeof id) : std::string();

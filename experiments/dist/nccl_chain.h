@@ -17,9 +17,9 @@ namespace mtalab::dist {
 
 class NcclChain {
  public:
-  // Collective over every rank (the NCCL id travels through dist::allgather); selects the
-  // GPU by the local rank.
-  NcclChain();
+  // Collective over every rank (the NCCL id travels through dist::allgather), on CUDA device
+  // `device` (the trainer's: chosen by the local rank).
+  explicit NcclChain(int device);
   ~NcclChain();
   NcclChain(const NcclChain&) = delete;
   NcclChain& operator=(const NcclChain&) = delete;

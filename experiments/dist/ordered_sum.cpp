@@ -85,6 +85,7 @@ namespace {
 // [int32 stop][int32 n][n doubles: losses][pack_grads]
 std::vector<char> pack(const StepTotal& t) {
   std::vector<char> out;
+  out.reserve(2 * sizeof(int32_t) + sizeof(double) * t.losses.size() + t.grads.size());
   const int32_t stop = t.stop, n = (int32_t)t.losses.size();
   put(out, &stop, 1);
   put(out, &n, 1);

@@ -93,6 +93,10 @@ std::vector<OptionSpec> make_train_option_specs() {
       S::Bool("train.overlap_reduce", true,
               "with several ranks: sum the gradients per bucket while backward runs (false: in one exchange after "
               "backward); the same bits either way"),
+      S::Int("train.zero", 0,
+             "with several ranks: 1 shards the optimizer state across the ranks on parameter boundaries (ZeRO-1: "
+             "each rank steps its shard, then the parameters are gathered); the same bits as 0",
+             0, 1),
       S::String("attn.impl", "auto",
                 "attention implementation: fused (no T x T maps: FlashAttention-2 for softmax, recomputed row bands "
                 "for MTA), maps (the map ops, the reference) or auto (fused unless dropout on attention "
@@ -167,6 +171,7 @@ TrainConfig make_train_config(const OptionValues& v, const OptionValues& a) {
   c.dist_timeout = v.get_float("train.dist_timeout");
   c.bucket_mb = v.get_float("train.bucket_mb");
   c.overlap_reduce = v.get_bool("train.overlap_reduce");
+  c.zero = (int)v.get_int("train.zero");
   try {
     c.device = Device::parse(v.get_string("train.device"));
   } catch (const std::invalid_argument&) {

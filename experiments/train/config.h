@@ -33,6 +33,7 @@ struct TrainConfig {
   double dist_timeout = 60;  // seconds an exchange between ranks may wait (experiments/dist)
   double bucket_mb = 4;      // gradient megabytes per bucket of the overlapped sum (dist/bucketed_sum.h)
   bool overlap_reduce = true;
+  int zero = 0;  // 1: ZeRO-1, the optimizer state sharded across ranks
   Device device = kCPU;
   // where
   std::string out_dir = "runs/default";

@@ -24,10 +24,17 @@ bool Optimizer::decays(const std::string& name, const Tensor& p) {
   return p.dim() == 2 && name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+void Optimizer::shard(const std::vector<bool>& owned) {
+  owned_ = owned;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (!owned_[i]) m_[i] = v_[i] = Tensor();
+}
+
 void Optimizer::step(double lr) {
   NoGradGuard ng;
   ++t_;
   for (size_t i = 0; i < params_.size(); ++i) {
+    if (!owned_.empty() && !owned_[i]) continue;
     auto& [name, p] = params_[i];
     Tensor g = p.grad();
     if (!g.defined()) continue;
@@ -52,6 +59,7 @@ void Optimizer::step(double lr) {
 NamedParams Optimizer::state() const {
   NamedParams s;
   for (size_t i = 0; i < params_.size(); ++i) {
+    if (!owned_.empty() && !owned_[i]) continue;
     s.emplace_back(params_[i].first + (cfg_.name == "adamw" ? ".exp_avg" : ".momentum"), m_[i]);
     if (v_[i].defined()) s.emplace_back(params_[i].first + ".exp_avg_sq", v_[i]);
   }

@@ -28,12 +28,16 @@ class Optimizer {
   NamedParams state() const;
   void load_state(const NamedParams& state, int64_t steps);  // InputError on a mismatch
   static bool decays(const std::string& name, const Tensor& p);
+  // ZeRO-1: keep the state of, and step, only the parameters marked true (this rank's
+  // shard); state() then holds only theirs. The others' parameters arrive from their owners.
+  void shard(const std::vector<bool>& owned);
 
  private:
   NamedParams params_;
   OptimizerConfig cfg_;
   std::vector<Tensor> m_, v_;  // adamw moments, or sgd momentum buffers in m_
   int64_t t_ = 0;
+  std::vector<bool> owned_;  // empty: every parameter
 };
 
 struct ScheduleConfig {

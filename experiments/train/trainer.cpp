@@ -22,7 +22,9 @@
 #include "autograd/grad_ready_hook.h"
 #include "experiments/dist/bucketed_sum.h"
 #include "experiments/dist/communicator.h"
+#include "experiments/dist/nccl_buckets.h"
 #include "experiments/dist/ordered_sum.h"
+#include "experiments/dist/zero_shard.h"
 #include "experiments/run/atomic_file.h"
 #include "experiments/run/checkpoint_file.h"
 #include "experiments/run/fault_injection.h"
@@ -132,7 +134,7 @@ class Console {
 class Training {
  public:
   explicit Training(const RunRequest& req)
-      : req_(req), c_(req.config), files_(req.config.out_dir), out_(req.quiet || dist::rank() != 0, files_.log),
+      : req_(req), c_(per_rank_device(req.config)), files_(req.config.out_dir), out_(req.quiet || dist::rank() != 0, files_.log),
         dropout_gen_(req.config.seed * 7919ull + 17) {}
 
   RunSummary run() {
@@ -146,6 +148,7 @@ class Training {
       error = e.what();
     }
     agree(error, identity(), "the options, data and build of every rank");
+    setup_gradient_sum();
     fault::at("startup");
     check_startup_stop("setting up the model");
     try {
@@ -159,6 +162,7 @@ class Training {
       error = e.what();
     }
     agree(error, checkpoint_identity(), "the checkpoint every rank starts from");
+    shard_optimizer();
     check_startup_stop("checking the run directory");
     if (writer()) open_log();
     try {
@@ -296,10 +300,42 @@ class Training {
       param_index_[p.impl_ptr().get()] = plist_.size();
       plist_.push_back(p);
     }
-    if (world_ > 1 && c_.overlap_reduce) buckets_ = dist::make_buckets(plist_, c_.bucket_mb * 1e6);
     summary_.metric_name = data_->metric_name();
     summary_.parameters = model_->num_parameters();
     summary_.target_steps = c_.steps;
+  }
+
+  // With several ranks, each on its own GPU: the device index given (0 for "cuda") plus the
+  // local rank, on a real GPU; the emulator's one device is shared.
+  static TrainConfig per_rank_device(TrainConfig c) {
+    if (dist::size() > 1 && !c.device.is_cpu() && std::string(cuda_backend_kind()) == "cuda")
+      c.device.index += dist::local_rank();
+    return c;
+  }
+
+  // Collective: the NCCL communicator (GPU runs in a build with NCCL) and the buckets of the
+  // overlapped sum. With NCCL the gradients always go in buckets (one bucket, filled at the
+  // end of backward, without --train.overlap_reduce).
+  void setup_gradient_sum() {
+    if (world_ == 1) return;
+    nccl_ = dist::make_nccl_chain(!c_.device.is_cpu(), c_.model.dtype, c_.device.index);
+    if (c_.overlap_reduce || nccl_)
+      buckets_ = dist::make_buckets(plist_, c_.overlap_reduce ? c_.bucket_mb * 1e6 : HUGE_VAL);
+  }
+
+  // --train.zero 1 with several ranks: after the whole state was loaded (on resume), each
+  // rank keeps its shard's optimizer state (dist/zero_shard.h).
+  void shard_optimizer() {
+    if (world_ == 1 || c_.zero == 0) return;
+    owner_ = dist::shard_owners(plist_, world_);
+    std::vector<bool> mine;
+    for (int o : owner_) mine.push_back(o == rank_);
+    opt_->shard(mine);
+  }
+
+  // The whole optimizer state (gathered from the shards under ZeRO-1): collective then.
+  NamedParams optimizer_state() const {
+    return owner_.empty() ? opt_->state() : dist::gather_state(opt_->state(), params_);
   }
 
   // A signal before anything is written stops the run with nothing to clean up.
@@ -516,14 +552,15 @@ class Training {
     log_->set_attr("launcher", dist::launcher());
     log_->set_attr("global_batch_size", c_.batch_size * c_.grad_accum * world_);
     log_->set_attr("gradient_sum", reduce_path());
+    log_->set_attr("zero_stage", (int64_t)(owner_.empty() ? 0 : 1));
   }
 
   // How the gradients travel between ranks (the run log and the first line say it).
   std::string reduce_path() const {
     if (world_ == 1) return "none (one process)";
-    std::string how = "ordered chain over MPI";
-    if (!c_.device.is_cpu()) how += " (host copies of the device gradients: this build has no NCCL)";
-    if (buckets_.empty()) return how + ", one exchange after backward";
+    std::string how = nccl_ ? "ordered chain over NCCL" : "ordered chain over MPI";
+    if (!c_.device.is_cpu() && !nccl_) how += " (" + dist::nccl_status(true, c_.model.dtype) + ")";
+    if (buckets_.empty() || !c_.overlap_reduce) return how + ", one exchange after backward";
     return how + ", " + std::to_string(buckets_.size()) + " buckets of <= " + fmt("%g", c_.bucket_mb) +
            " MB overlapped with backward";
   }
@@ -565,7 +602,7 @@ class Training {
     const PhiloxState rng = dropout_gen_.state();
     const std::vector<Tensor>& plist = plist_;
     dist::StepPart part;
-    std::optional<dist::BucketedSum> buckets;
+    std::unique_ptr<dist::GradientBuckets> buckets;
     double step_tokens = 0;
     for (int64_t micro = 0; micro < global; ++micro) {
       const Batch host = data_->next(c_.batch_size);  // tasks make host batches
@@ -579,7 +616,10 @@ class Training {
       if (global > 1) loss = div(loss, (double)global);
       if (!buckets_.empty() && micro == first + c_.grad_accum - 1) {
         // The last micro-batch: each bucket enters the chain once backward has finished it.
-        buckets.emplace(plist, buckets_, part, step_ + 1);
+        if (nccl_)
+          buckets = dist::nccl_bucketed_sum(*nccl_, plist, buckets_, part, step_ + 1);
+        else
+          buckets = std::make_unique<dist::BucketedSum>(plist, buckets_, part, step_ + 1);
         GradReadyHook hook([&](const TensorImpl* leaf) {
           const auto it = param_index_.find(leaf);
           if (it != param_index_.end()) buckets->ready(it->second);
@@ -623,6 +663,7 @@ class Training {
                   " (first parameter with a non-finite gradient: " + first_nonfinite_grad(params_) + ")",
               state_now());
     opt_->step(lr);
+    if (!owner_.empty()) dist::gather_parameters(plist_, owner_, step_ + 1);
     ++step_;
     step_s_ += seconds_since(t_step);
     last_loss_ = loss_v;
@@ -719,7 +760,7 @@ class Training {
   CheckpointData state_now() const {
     CheckpointData ck;
     for (auto& [n, p] : params_) ck.params[n] = to_ckpt(p);
-    for (auto& [n, t] : opt_->state()) ck.optim[n] = to_ckpt(t);
+    for (auto& [n, t] : optimizer_state()) ck.optim[n] = to_ckpt(t);
     ck.ints["step"] = step_;
     ck.ints["optimizer.steps"] = opt_->steps();
     ck.ints["rng.seed"] = (int64_t)dropout_gen_.state().seed;
@@ -886,7 +927,7 @@ class Training {
   }
 
   const RunRequest& req_;
-  const TrainConfig& c_;
+  const TrainConfig c_;
   InitFromReport init_report_;
   std::string init_note_;
   RunFiles files_;
@@ -899,7 +940,9 @@ class Training {
   NamedParams params_;
   std::vector<Tensor> plist_;  // the parameters in order, and each one's index by its leaf
   std::unordered_map<const TensorImpl*, size_t> param_index_;
-  std::vector<std::vector<size_t>> buckets_;  // several ranks, --train.overlap_reduce: dist/bucketed_sum.h
+  std::vector<std::vector<size_t>> buckets_;  // several ranks, --train.overlap_reduce or NCCL: dist/bucketed_sum.h
+  std::shared_ptr<dist::NcclChain> nccl_;
+  std::vector<int> owner_;  // ZeRO-1: the rank owning each parameter's optimizer state (empty: off)     // GPU runs with several ranks in a build with NCCL
   std::unique_ptr<Optimizer> opt_;
   Generator dropout_gen_;
   const int rank_ = dist::rank(), world_ = dist::size();

@@ -236,6 +236,50 @@ TEST_CASE("buckets_equal_one_process") {
   fs::remove_all(d);
 }
 
+// ZeRO-1 (dist/zero_shard.h): the optimizer state sharded over 2 ranks gives one process's
+// bits, and its checkpoints hold the whole state: 2 sharded ranks -> 1 process -> 2 sharded
+// ranks continues as the uninterrupted run.
+TEST_CASE("zero_equals_unsharded") {
+  const fs::path d = scratch("zero");
+  const std::string configs[] = {"", kMta + " --model.dtype float64"};
+  int c = 0;
+  for (const std::string& opts : configs) {
+    INFO("config " << c);
+    const std::string base = kTiny + opts + " --train.steps 3 ";
+    const std::string one = "one" + std::to_string(c), two = "zero" + std::to_string(c);
+    Run r1 = sh(d, kBin + " train" + base + "--train.grad_accum 4 --run.out " + one);
+    REQUIRE_MESSAGE(r1.code == 0, r1.out);
+    Run r2 = sh(d, kMpirun + kBin + " train" + base + "--train.grad_accum 2 --train.zero 1 --run.out " + two);
+    REQUIRE_MESSAGE(r2.code == 0, r2.out);
+    same_state(d / one / "checkpoint.h5", d / two / "checkpoint.h5");
+    same_column(d / one / "run.h5", d / two / "run.h5", "train", "loss");
+    same_column(d / one / "run.h5", d / two / "run.h5", "train", "grad_norm");
+    CHECK(RunLog::open_read((d / two / "run.h5").string()).attr_int("zero_stage") == 1);
+    ++c;
+  }
+  // 2 sharded ranks to step 3, one process to 6, 2 sharded ranks to 9: as one process to 9.
+  const std::string base = kTiny + " --train.checkpoint_every 3 ";
+  Run ref = sh(d, kBin + " train" + base + "--train.steps 9 --train.grad_accum 2 --run.out ref");
+  REQUIRE_MESSAGE(ref.code == 0, ref.out);
+  Run a = sh(d, kMpirun + kBin + " train" + base + "--train.steps 3 --train.zero 1 --run.out moved");
+  REQUIRE_MESSAGE(a.code == 0, a.out);
+  Run b = sh(d, kBin + " train --resume --run.out moved --train.steps 6 --train.grad_accum 2 --train.zero 0 --quiet");
+  REQUIRE_MESSAGE(b.code == 0, b.out);
+  Run e = sh(d, kMpirun + kBin + " train --resume --run.out moved --train.steps 9 --train.grad_accum 1 --train.zero 1 --quiet");
+  REQUIRE_MESSAGE(e.code == 0, e.out);
+  same_state(d / "ref/checkpoint.h5", d / "moved/checkpoint.h5");
+  same_column(d / "ref/run.h5", d / "moved/run.h5", "train", "loss");
+  // Not 0 or 1: one line naming the option, exit 2, nothing written.
+  for (const char* bad : {"2", "-1"}) {
+    Run r = sh(d, kMpirun + kBin + " train" + kTiny + " --train.steps 2 --train.zero " + bad + " --run.out bad");
+    INFO(r.out);
+    CHECK(r.code == 2);
+    CHECK(r.out.find("train.zero") != std::string::npos);
+    CHECK(!fs::exists(d / "bad"));
+  }
+  fs::remove_all(d);
+}
+
 TEST_CASE("checkpoint_moves_between_world_sizes") {
   const fs::path d = scratch("worlds");
   const std::string base = kTiny + " --train.checkpoint_every 3 ";
