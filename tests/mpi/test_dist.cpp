@@ -257,6 +257,20 @@ TEST_CASE("zero_equals_unsharded") {
     CHECK(RunLog::open_read((d / two / "run.h5").string()).attr_int("zero_stage") == 1);
     ++c;
   }
+  // Four sharded ranks, small buckets and none overlapped: the totals reach their owners.
+  for (const char* way : {" --train.bucket_mb 0.0005", " --train.overlap_reduce false"}) {
+    INFO(way);
+    Run four = sh(d, "mpirun -np 4 --oversubscribe --mca btl self,vader " + kBin + " train" + kTiny +
+                         " --model.dtype float64 --train.steps 3 --train.zero 1 --run.out four" + way);
+    REQUIRE_MESSAGE(four.code == 0, four.out);
+    const std::string how = RunLog::open_read((d / "four/run.h5").string()).attr_string("gradient_sum");
+    CHECK(how.find("ZeRO-1") != std::string::npos);
+    Run one4 = sh(d, kBin + " train" + kTiny + " --model.dtype float64 --train.steps 3 --train.grad_accum 4 --run.out one4");
+    REQUIRE_MESSAGE(one4.code == 0, one4.out);
+    same_state(d / "one4/checkpoint.h5", d / "four/checkpoint.h5");
+    fs::remove_all(d / "four");
+    fs::remove_all(d / "one4");
+  }
   // 2 sharded ranks to step 3, one process to 6, 2 sharded ranks to 9: as one process to 9.
   const std::string base = kTiny + " --train.checkpoint_every 3 ";
   Run ref = sh(d, kBin + " train" + base + "--train.steps 9 --train.grad_accum 2 --run.out ref");
