@@ -11,11 +11,13 @@ int total_tag(size_t b) { return 101 + 2 * (int)b; }
 size_t grad_bytes(const Tensor& p) { return (size_t)p.numel() * (p.dtype() == DType::f64 ? 8 : 4); }
 }  // namespace
 
-std::vector<std::vector<size_t>> make_buckets(const std::vector<Tensor>& params, double bytes) {
+std::vector<std::vector<size_t>> make_buckets(const std::vector<Tensor>& params, double bytes,
+                                              const std::vector<int>& owner) {
   std::vector<std::vector<size_t>> out;
   double filled = 0;
   for (size_t k = params.size(); k-- > 0;) {
-    if (out.empty() || filled >= bytes) {
+    const bool new_owner = !owner.empty() && !out.empty() && owner[out.back().back()] != owner[k];
+    if (out.empty() || filled >= bytes || new_owner) {
       out.emplace_back();
       filled = 0;
     }
@@ -26,7 +28,7 @@ std::vector<std::vector<size_t>> make_buckets(const std::vector<Tensor>& params,
 }
 
 GradientBuckets::GradientBuckets(const std::vector<Tensor>& params, const std::vector<std::vector<size_t>>& buckets,
-                                 StepPart& part, int64_t step)
+                                 StepPart& part, int64_t step, const std::vector<int>& owner)
     : params_(params), part_(part), what_("the gradient sum of step " + std::to_string(step)),
       last_(params.size()), taken_(params.size(), false), bucket_of_(params.size()) {
   if (rank() == 0) part_.fold.resize(params.size());
@@ -39,6 +41,7 @@ GradientBuckets::GradientBuckets(const std::vector<Tensor>& params, const std::v
       bucket_of_[i] = b;
     }
     k.waiting = k.members.size();
+    if (!owner.empty()) k.owner = owner[k.members[0]];
   }
 }
 
@@ -74,8 +77,8 @@ std::vector<Tensor> GradientBuckets::contributions(size_t b, size_t m) const {
 }
 
 BucketedSum::BucketedSum(const std::vector<Tensor>& params, const std::vector<std::vector<size_t>>& buckets,
-                         StepPart& part, int64_t step)
-    : GradientBuckets(params, buckets, part, step), wire_(buckets.size()) {
+                         StepPart& part, int64_t step, const std::vector<int>& owner)
+    : GradientBuckets(params, buckets, part, step, owner), wire_(buckets.size()) {
   const int r = rank(), n = size();
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Wire& w = wire_[b];
@@ -84,7 +87,8 @@ BucketedSum::BucketedSum(const std::vector<Tensor>& params, const std::vector<st
       w.prefix.resize(cap);
       w.prefix_req = irecv(w.prefix.data(), cap, r - 1, prefix_tag(b), what_.c_str());
     }
-    if (r < n - 1) {
+    const int to = buckets_[b].owner;
+    if (r < n - 1 && (to < 0 || to == r)) {
       w.total.resize(cap);
       w.total_req = irecv(w.total.data(), cap, n - 1, total_tag(b), what_.c_str());
     }
@@ -109,7 +113,8 @@ void BucketedSum::forward(size_t b) {
     w.send_reqs.push_back(isend(w.out.data(), w.out.size(), r + 1, prefix_tag(b), what_.c_str()));
   } else {
     for (int q = 0; q < n - 1; ++q)
-      w.send_reqs.push_back(isend(w.out.data(), w.out.size(), q, total_tag(b), what_.c_str()));
+      if (buckets_[b].owner < 0 || buckets_[b].owner == q)
+        w.send_reqs.push_back(isend(w.out.data(), w.out.size(), q, total_tag(b), what_.c_str()));
   }
   w.sent = true;
 }
@@ -137,6 +142,8 @@ std::vector<Tensor> BucketedSum::totals() {
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Wire& w = wire_[b];
     for (Request& q : w.send_reqs) wait_for(q, r < n - 1 ? r + 1 : 0, what_.c_str());
+    const int to = buckets_[b].owner;
+    if (to >= 0 && to != r) continue;  // ZeRO-1: another rank's shard
     if (r < n - 1) {
       wait_for(w.total_req, n - 1, what_.c_str());
       size_t at = 0;

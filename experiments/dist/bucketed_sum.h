@@ -22,17 +22,20 @@
 namespace mtalab::dist {
 
 // Parameter indices per bucket: consecutive parameters from the last, each bucket closed once
-// its gradients reach `bytes` (at least one parameter per bucket).
-std::vector<std::vector<size_t>> make_buckets(const std::vector<Tensor>& params, double bytes);
+// its gradients reach `bytes` (at least one parameter per bucket) or, under ZeRO-1, where the
+// next parameter has another owner (`owner` per parameter, dist/zero_shard.h).
+std::vector<std::vector<size_t>> make_buckets(const std::vector<Tensor>& params, double bytes,
+                                              const std::vector<int>& owner = {});
 
 // The bookkeeping both transports share: which bucket each parameter is in, which of the
 // last micro-batch's gradients are final, and this rank's contributions to a bucket.
 class GradientBuckets {
  public:
   // `part`: this rank's fold (rank 0) or stash (other ranks) of the micro-batches before
-  // the last one; the last one's gradients arrive through ready().
+  // the last one; the last one's gradients arrive through ready(). `owner`: per parameter, the
+  // one rank that needs its total (ZeRO-1; empty: every rank).
   GradientBuckets(const std::vector<Tensor>& params, const std::vector<std::vector<size_t>>& buckets, StepPart& part,
-                  int64_t step);
+                  int64_t step, const std::vector<int>& owner = {});
   virtual ~GradientBuckets() = default;
   GradientBuckets(const GradientBuckets&) = delete;
   GradientBuckets& operator=(const GradientBuckets&) = delete;
@@ -47,6 +50,7 @@ class GradientBuckets {
     std::vector<size_t> members;
     std::vector<Tensor> params;  // shapes, dtypes, devices of the members
     size_t waiting = 0;          // members whose gradient is not final yet
+    int owner = -1;              // the rank that gets the total (-1: every rank)
   };
   virtual void complete(size_t b) = 0;  // every gradient of bucket b is final
   virtual void progress() {}            // after each ready(): move what can move, never wait
@@ -69,11 +73,13 @@ class GradientBuckets {
 
 // Over MPI (host copies): every receive of the step is posted before backward starts and
 // every send is nonblocking; progress() runs on each final gradient, so the chain moves
-// during backward on the one thread (MPI_THREAD_FUNNELED is enough).
+// during backward on the one thread (MPI_THREAD_FUNNELED is enough). Under ZeRO-1 the last
+// rank sends a bucket's total to its owner only (a reduce-scatter in the chain's order);
+// the other ranks' totals of it stay undefined.
 class BucketedSum final : public GradientBuckets {
  public:
   BucketedSum(const std::vector<Tensor>& params, const std::vector<std::vector<size_t>>& buckets, StepPart& part,
-              int64_t step);
+              int64_t step, const std::vector<int>& owner = {});
 
  private:
   struct Wire {

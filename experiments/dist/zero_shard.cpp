@@ -1,5 +1,7 @@
 #include "experiments/dist/zero_shard.h"
 
+#include <cmath>
+#include <cstring>
 #include <map>
 
 #include "autograd/ops.h"
@@ -27,6 +29,47 @@ std::string packed(const std::vector<Tensor>& ts) {
   return std::string(out.begin(), out.end());
 }
 }  // namespace
+
+double clip_grad_norm_sharded(const std::vector<Tensor>& params, const std::vector<int>& owner, double max_norm,
+                              int64_t step) {
+  NoGradGuard ng;
+  // Per owned parameter: [uint8 defined][double sum of squares], in parameter order.
+  std::string mine;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (owner[i] != rank()) continue;
+    const Tensor g = params[i].grad();
+    const double s = g.defined() ? sum(square(to_dtype(g, DType::f64))).item() : 0.0;
+    mine.push_back(g.defined() ? 1 : 0);
+    mine.append((const char*)&s, sizeof s);
+  }
+  const std::string what = "the gradient norm of step " + std::to_string(step);
+  const auto all = allgather(mine, what.c_str());
+  std::vector<size_t> at(all.size(), 0);
+  bool any = false;
+  double total = 0;  // clip_grad_norm's order: parameter by parameter, from the first defined one
+  for (size_t i = 0; i < params.size(); ++i) {
+    const size_t q = (size_t)owner[i];
+    if (at[q] + 1 + sizeof(double) > all[q].size())
+      throw CommError("rank " + std::to_string(q) + ": a short message while exchanging " + what);
+    const bool defined = all[q][at[q]] != 0;
+    double s;
+    std::memcpy(&s, all[q].data() + at[q] + 1, sizeof s);
+    at[q] += 1 + sizeof(double);
+    if (!defined) continue;
+    total = any ? total + s : s;
+    any = true;
+  }
+  const double norm = any ? std::sqrt(total) : 0.0;
+  if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) {
+    const double scale = max_norm / (norm + 1e-6);
+    for (size_t i = 0; i < params.size(); ++i)
+      if (owner[i] == rank() && params[i].grad().defined()) {
+        Tensor g = params[i].grad();
+        copy_(g, mul(g, scale));
+      }
+  }
+  return norm;
+}
 
 void gather_parameters(const std::vector<Tensor>& params, const std::vector<int>& owner, int64_t step) {
   NoGradGuard ng;

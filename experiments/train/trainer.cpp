@@ -319,15 +319,15 @@ class Training {
   void setup_gradient_sum() {
     if (world_ == 1) return;
     nccl_ = dist::make_nccl_chain(!c_.device.is_cpu(), c_.model.dtype, c_.device.index);
-    if (c_.overlap_reduce || nccl_)
-      buckets_ = dist::make_buckets(plist_, c_.overlap_reduce ? c_.bucket_mb * 1e6 : HUGE_VAL);
+    if (c_.zero == 1) owner_ = dist::shard_owners(plist_, world_);
+    if (c_.overlap_reduce || nccl_ || !owner_.empty())
+      buckets_ = dist::make_buckets(plist_, c_.overlap_reduce ? c_.bucket_mb * 1e6 : HUGE_VAL, owner_);
   }
 
   // --train.zero 1 with several ranks: after the whole state was loaded (on resume), each
   // rank keeps its shard's optimizer state (dist/zero_shard.h).
   void shard_optimizer() {
-    if (world_ == 1 || c_.zero == 0) return;
-    owner_ = dist::shard_owners(plist_, world_);
+    if (owner_.empty()) return;
     std::vector<bool> mine;
     for (int o : owner_) mine.push_back(o == rank_);
     opt_->shard(mine);
@@ -560,6 +560,7 @@ class Training {
     if (world_ == 1) return "none (one process)";
     std::string how = nccl_ ? "ordered chain over NCCL" : "ordered chain over MPI";
     if (!c_.device.is_cpu() && !nccl_) how += " (" + dist::nccl_status(true, c_.model.dtype) + ")";
+    if (!owner_.empty()) how += ", each bucket's total to the rank owning its optimizer state (ZeRO-1)";
     if (buckets_.empty() || !c_.overlap_reduce) return how + ", one exchange after backward";
     return how + ", " + std::to_string(buckets_.size()) + " buckets of <= " + fmt("%g", c_.bucket_mb) +
            " MB overlapped with backward";
@@ -619,7 +620,7 @@ class Training {
         if (nccl_)
           buckets = dist::nccl_bucketed_sum(*nccl_, plist, buckets_, part, step_ + 1);
         else
-          buckets = std::make_unique<dist::BucketedSum>(plist, buckets_, part, step_ + 1);
+          buckets = std::make_unique<dist::BucketedSum>(plist, buckets_, part, step_ + 1, owner_);
         GradReadyHook hook([&](const TensorImpl* leaf) {
           const auto it = param_index_.find(leaf);
           if (it != param_index_.end()) buckets->ready(it->second);
@@ -656,7 +657,8 @@ class Training {
     double loss_v = 0;
     for (double l : total.losses) loss_v += l;
     tokens_per_step_ = step_tokens;
-    const double gnorm = clip_grad_norm(params_, c_.grad_clip);
+    const double gnorm = owner_.empty() ? clip_grad_norm(params_, c_.grad_clip)
+                                        : dist::clip_grad_norm_sharded(plist_, owner_, c_.grad_clip, step_ + 1);
     if (!std::isfinite(loss_v) || !std::isfinite(gnorm))
       diverge(step_ + 1, "training diverged at step " + std::to_string(step_ + 1) + ": loss " + std::to_string(loss_v) +
                   ", gradient norm " + std::to_string(gnorm) +
@@ -941,8 +943,8 @@ class Training {
   std::vector<Tensor> plist_;  // the parameters in order, and each one's index by its leaf
   std::unordered_map<const TensorImpl*, size_t> param_index_;
   std::vector<std::vector<size_t>> buckets_;  // several ranks, --train.overlap_reduce or NCCL: dist/bucketed_sum.h
-  std::shared_ptr<dist::NcclChain> nccl_;
-  std::vector<int> owner_;  // ZeRO-1: the rank owning each parameter's optimizer state (empty: off)     // GPU runs with several ranks in a build with NCCL
+  std::shared_ptr<dist::NcclChain> nccl_;     // GPU runs with several ranks in a build with NCCL
+  std::vector<int> owner_;  // ZeRO-1: the rank owning each parameter's optimizer state (empty: off)
   std::unique_ptr<Optimizer> opt_;
   Generator dropout_gen_;
   const int rank_ = dist::rank(), world_ = dist::size();

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "autograd/grad_ready_hook.h"
 #include "autograd/ops.h"
 
 using namespace mtalab;
@@ -145,4 +146,41 @@ TEST_CASE("end to end: an MLP learns XOR with plain SGD") {
   }
   CHECK(first > 0.5);
   CHECK(last < 0.02);
+}
+
+// GradReadyHook (autograd/grad_ready_hook.h), what the overlapped gradient sum relies on: a
+// leaf is reported once, only after every node feeding it has run, with its final gradient;
+// a leaf the sweep never reaches is not reported.
+TEST_CASE("engine: the grad-ready hook reports each reached leaf once, with its final gradient") {
+  Tensor a = from_vector(std::vector<double>{1, 2, 3}, {3}).set_requires_grad();
+  Tensor b = from_vector(std::vector<double>{4, 5, 6}, {3}).set_requires_grad();
+  Tensor unused = from_vector(std::vector<double>{7}, {1}).set_requires_grad();
+  // a feeds three nodes (mul(a, b), mul(exp(h), a), mul(a, a)): reported after the last of them.
+  Tensor h = mul(a, b);
+  Tensor loss = sum(add(mul(exp(h), a), mul(a, a)));
+  std::vector<std::pair<const TensorImpl*, std::vector<double>>> seen;
+  {
+    GradReadyHook hook([&](const TensorImpl* leaf) {
+      const Tensor& t = leaf == &a.impl() ? a : b;
+      seen.push_back({leaf, t.grad().to_vector<double>()});
+    });
+    loss.backward();
+  }
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].first != seen[1].first);
+  for (auto& [leaf, g] : seen) {
+    const Tensor& t = leaf == &a.impl() ? a : b;
+    CHECK(g == t.grad().to_vector<double>());  // final when reported
+  }
+  CHECK(!unused.grad().defined());
+  // No hook: nothing is called, and a second hook replaced by a nested one is restored.
+  int outer = 0, inner = 0;
+  GradReadyHook o([&](const TensorImpl*) { ++outer; });
+  {
+    GradReadyHook i([&](const TensorImpl*) { ++inner; });
+    sum(mul(a, b)).backward();
+  }
+  sum(mul(a, b)).backward();
+  CHECK(inner == 2);
+  CHECK(outer == 2);
 }

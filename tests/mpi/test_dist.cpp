@@ -131,22 +131,24 @@ void same_column(const fs::path& a, const fs::path& b, const char* table, const 
 
 int64_t ckpt_step(const fs::path& p) { return mtalab::load_checkpoint(p.string()).ints.at("step"); }
 
+// Softmax and MTA, float32 and float64, grad_accum 1 and 2 per rank (2 ranks).
+struct Config {
+  const char* name;
+  std::string opts;
+  int accum;  // per rank
+};
+const Config kConfigs[] = {
+    {"softmax_f32", "", 1},
+    {"softmax_f64_accum2", " --model.dtype float64", 2},
+    {"mta_f32", kMta, 1},
+    {"mta_f64_accum2", kMta + " --model.dtype float64", 2},
+};
+
 }  // namespace
 
 TEST_CASE("ranks_equal_one_process") {
   const fs::path d = scratch("equal");
-  struct Config {
-    const char* name;
-    std::string opts;
-    int accum;  // per rank
-  };
-  const Config configs[] = {
-      {"softmax_f32", "", 1},
-      {"softmax_f64_accum2", " --model.dtype float64", 2},
-      {"mta_f32", kMta, 1},
-      {"mta_f64_accum2", kMta + " --model.dtype float64", 2},
-  };
-  for (const Config& c : configs) {
+  for (const Config& c : kConfigs) {
     INFO(std::string(c.name));
     const std::string base = kTiny + c.opts + " --train.steps 4 ";
     const std::string one = std::string(c.name) + "_one", two = std::string(c.name) + "_two";
@@ -181,23 +183,38 @@ TEST_CASE("ranks_equal_one_process") {
   fs::remove_all(d);
 }
 
+// 4 ranks with `extra` against one process with grad_accum 4 (float64, 3 steps): the same
+// bits. Returns the 4-rank run log's gradient_sum attribute.
+std::string four_ranks_equal_one(const fs::path& d, const std::string& extra) {
+  INFO(extra);
+  fs::remove_all(d / "four");
+  fs::remove_all(d / "one4");
+  Run four = sh(d, "mpirun -np 4 --oversubscribe --mca btl self,vader " + kBin + " train" + kTiny +
+                       " --model.dtype float64 --train.steps 3 --run.out four" + extra);
+  REQUIRE_MESSAGE(four.code == 0, four.out);
+  Run one4 = sh(d, kBin + " train" + kTiny + " --model.dtype float64 --train.steps 3 --train.grad_accum 4 --run.out one4");
+  REQUIRE_MESSAGE(one4.code == 0, one4.out);
+  same_state(d / "one4/checkpoint.h5", d / "four/checkpoint.h5");
+  return RunLog::open_read((d / "four/run.h5").string()).attr_string("gradient_sum");
+}
+
+// Each bad value of `option`: one line naming the option, exit 2 on 2 ranks, nothing written.
+void refused(const fs::path& d, const std::string& option, std::initializer_list<const char*> bad) {
+  for (const char* v : bad) {
+    Run r = sh(d, kMpirun + kBin + " train" + kTiny + " --train.steps 2 --" + option + " " + v + " --run.out bad");
+    INFO(r.out);
+    CHECK(r.code == 2);
+    CHECK(r.out.find(option) != std::string::npos);
+    CHECK(!fs::exists(d / "bad"));
+  }
+}
+
 // The gradient sum per bucket, overlapped with backward (dist/bucketed_sum.h): many small
 // buckets (about one per parameter), one bucket, and no overlap all give one process's bits.
 TEST_CASE("buckets_equal_one_process") {
   const fs::path d = scratch("buckets");
-  struct Config {
-    const char* name;
-    std::string opts;
-    int accum;  // per rank
-  };
-  const Config configs[] = {
-      {"softmax_f32", "", 1},
-      {"softmax_f64_accum2", " --model.dtype float64", 2},
-      {"mta_f32_accum2", kMta, 2},
-      {"mta_f64", kMta + " --model.dtype float64", 1},
-  };
   const char* ways[] = {" --train.bucket_mb 0.0005", " --train.bucket_mb 1000", " --train.overlap_reduce false"};
-  for (const Config& c : configs) {
+  for (const Config& c : kConfigs) {
     const std::string base = kTiny + c.opts + " --train.steps 3 ";
     const std::string one = std::string(c.name) + "_one";
     Run r1 = sh(d, kBin + " train" + base + "--train.grad_accum " + std::to_string(2 * c.accum) + " --run.out " + one);
@@ -219,20 +236,8 @@ TEST_CASE("buckets_equal_one_process") {
     }
   }
   // Four ranks, small buckets: the chain's order holds per bucket.
-  Run four = sh(d, "mpirun -np 4 --oversubscribe --mca btl self,vader " + kBin + " train" + kTiny +
-                       " --model.dtype float64 --train.steps 3 --train.bucket_mb 0.0005 --run.out four");
-  REQUIRE_MESSAGE(four.code == 0, four.out);
-  Run one4 = sh(d, kBin + " train" + kTiny + " --model.dtype float64 --train.steps 3 --train.grad_accum 4 --run.out one4");
-  REQUIRE_MESSAGE(one4.code == 0, one4.out);
-  same_state(d / "one4/checkpoint.h5", d / "four/checkpoint.h5");
-  // A bucket size of zero or less: one line naming the option, exit 2, nothing written.
-  for (const char* bad : {"0", "-1"}) {
-    Run r = sh(d, kMpirun + kBin + " train" + kTiny + " --train.steps 2 --train.bucket_mb " + bad + " --run.out bad");
-    INFO(r.out);
-    CHECK(r.code == 2);
-    CHECK(r.out.find("train.bucket_mb") != std::string::npos);
-    CHECK(!fs::exists(d / "bad"));
-  }
+  four_ranks_equal_one(d, " --train.bucket_mb 0.0005");
+  refused(d, "train.bucket_mb", {"0", "-1"});  // a bucket size of zero or less
   fs::remove_all(d);
 }
 
@@ -257,6 +262,9 @@ TEST_CASE("zero_equals_unsharded") {
     CHECK(RunLog::open_read((d / two / "run.h5").string()).attr_int("zero_stage") == 1);
     ++c;
   }
+  // Four sharded ranks, small buckets and none overlapped: the totals reach their owners.
+  for (const char* way : {" --train.bucket_mb 0.0005", " --train.overlap_reduce false"})
+    CHECK(four_ranks_equal_one(d, std::string(" --train.zero 1") + way).find("ZeRO-1") != std::string::npos);
   // 2 sharded ranks to step 3, one process to 6, 2 sharded ranks to 9: as one process to 9.
   const std::string base = kTiny + " --train.checkpoint_every 3 ";
   Run ref = sh(d, kBin + " train" + base + "--train.steps 9 --train.grad_accum 2 --run.out ref");
@@ -269,14 +277,7 @@ TEST_CASE("zero_equals_unsharded") {
   REQUIRE_MESSAGE(e.code == 0, e.out);
   same_state(d / "ref/checkpoint.h5", d / "moved/checkpoint.h5");
   same_column(d / "ref/run.h5", d / "moved/run.h5", "train", "loss");
-  // Not 0 or 1: one line naming the option, exit 2, nothing written.
-  for (const char* bad : {"2", "-1"}) {
-    Run r = sh(d, kMpirun + kBin + " train" + kTiny + " --train.steps 2 --train.zero " + bad + " --run.out bad");
-    INFO(r.out);
-    CHECK(r.code == 2);
-    CHECK(r.out.find("train.zero") != std::string::npos);
-    CHECK(!fs::exists(d / "bad"));
-  }
+  refused(d, "train.zero", {"2", "-1"});  // not 0 or 1
   fs::remove_all(d);
 }
 
