@@ -134,7 +134,7 @@ class Console {
 class Training {
  public:
   explicit Training(const RunRequest& req)
-      : req_(req), c_(per_rank_device(req.config)), files_(req.config.out_dir), out_(req.quiet || dist::rank() != 0, files_.log),
+      : req_(req), c_(req.config), files_(req.config.out_dir), out_(req.quiet || dist::rank() != 0, files_.log),
         dropout_gen_(req.config.seed * 7919ull + 17) {}
 
   RunSummary run() {
@@ -305,15 +305,8 @@ class Training {
     summary_.target_steps = c_.steps;
   }
 
-  // With several ranks, each on its own GPU: the device index given (0 for "cuda") plus the
-  // local rank, on a real GPU; the emulator's one device is shared.
-  static TrainConfig per_rank_device(TrainConfig c) {
-    if (dist::size() > 1 && !c.device.is_cpu() && std::string(cuda_backend_kind()) == "cuda")
-      c.device.index += dist::local_rank();
-    return c;
-  }
-
-  // Collective: the NCCL communicator (GPU runs in a build with NCCL) and the buckets of the
+  // Collective: the NCCL communicator (GPU runs in a build with NCCL; on the device the CLI
+  // chose for this rank: a plain "cuda" is the local rank's GPU) and the buckets of the
   // overlapped sum. With NCCL the gradients always go in buckets (one bucket, filled at the
   // end of backward, without --train.overlap_reduce).
   void setup_gradient_sum() {
@@ -929,7 +922,7 @@ class Training {
   }
 
   const RunRequest& req_;
-  const TrainConfig c_;
+  const TrainConfig& c_;
   InitFromReport init_report_;
   std::string init_note_;
   RunFiles files_;
